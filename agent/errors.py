@@ -1,0 +1,39 @@
+"""The one error vocabulary the POS sees on MQTT, whichever provider or layer raised it."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    UNKNOWN_OP = "unknown_op"
+    UNKNOWN_TOKEN = "unknown_token"
+    NOT_FOUND = "not_found"
+    NOT_REDEEMABLE = "not_redeemable"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    WRONG_LOCATION = "wrong_location"
+    ALREADY_REVERSED = "already_reversed"
+    BASKET_LOCKED = "basket_locked"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    NOT_CONFIGURED = "not_configured"
+    INTERNAL = "internal"
+
+
+class LaneError(Exception):
+    """An error with a code from the vocabulary and a message a cashier can read."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.value!r}, {self.message!r})"
+
+
+class ProviderError(LaneError):
+    """Raised by provider adapters; `message` keeps the provider's own wording for the cashier."""

@@ -1,0 +1,1 @@
+"""Provider adapters: one module per backend API, all behind the interfaces in `base`."""

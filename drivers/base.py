@@ -1,0 +1,79 @@
+"""The driver contract: what every input source (evdev, serial, HID-POS, NFC, FIFO, keyed) yields.
+
+A driver is an async iterator of events. It owns its device for as long as the iteration runs and
+releases it (ungrab, close, reattach kernel driver) when the iteration is closed or cancelled.
+Raising from the iteration means "I failed": the supervisor records the error and restarts the
+driver with backoff. A driver that can wait for its device by itself (hotplug) yields
+`StatusChange(DISCONNECTED)` and keeps iterating instead of raising.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class DeviceState(enum.StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+
+
+class HealthLevel(enum.StrEnum):
+    """UnifiedPOS CheckHealth levels: internal needs no hardware round trip, external does."""
+
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+
+
+@dataclass(frozen=True, slots=True)
+class RawScan:
+    """Bytes exactly as the device delivered them, terminator included when the device sends one."""
+
+    device_id: str
+    data: bytes
+    symbology: str | None = None
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    device_id: str
+    state: DeviceState
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedInput:
+    """Input the driver had to discard (kernel SYN_DROPPED, overrun, garbled frame), counted per device."""
+
+    device_id: str
+    reason: str
+
+
+DriverEvent = RawScan | StatusChange | DroppedInput
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    device_id: str
+    level: HealthLevel
+    ok: bool
+    detail: str
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One input device. `kind` names the driver type (`fifo`, `keyed`, `evdev`, ...)."""
+
+    device_id: str
+    kind: str
+
+    def events(self) -> AsyncIterator[DriverEvent]:
+        """Yield events until cancelled; raise to report a failure the supervisor should retry."""
+        ...
+
+    async def check_health(self, level: HealthLevel) -> HealthReport: ...
