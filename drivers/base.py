@@ -48,7 +48,7 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class DroppedInput:
-    """Input the driver had to discard (kernel SYN_DROPPED, overrun, garbled frame), counted per device."""
+    """Input the driver had to discard (SYN_DROPPED, overrun, garbled frame); counted per device."""
 
     device_id: str
     reason: str

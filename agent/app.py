@@ -1,0 +1,229 @@
+"""Wires one lane agent together from its config and runs it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent import __version__
+from agent.bus import Bus, ReplyTo
+from agent.config import Config, read_secret
+from agent.contract import (
+    DeviceHealthParams,
+    Event,
+    HealthItem,
+    HealthResult,
+    ScanInjectParams,
+    ScanMessage,
+)
+from agent.devices import DeviceRegistry
+from agent.errors import ErrorCode, LaneError
+from agent.flows.gift import GIFT_KINDS, GiftFlow
+from agent.normalise import Normaliser, unescape
+from agent.providers.base import GiftProvider
+from agent.providers.sandbox import SandboxLedger
+from agent.requests import RequestRouter, ResponseStore
+from agent.scans import FlowHandler, ScanPipeline
+from agent.supervisor import Supervisor
+from agent.systemd import Notifier, run_watchdog, watchdog_interval
+from agent.tokens import TokenVault
+from drivers.base import Driver
+from drivers.fifo import FifoScanner
+from drivers.keyed import KeyedEntry
+
+log = logging.getLogger(__name__)
+
+
+def build_gift_provider(config: Config) -> GiftProvider | None:
+    """The provider the config names for gifts; the sandbox ledger when it is the only one."""
+    configured = config.configured_providers()
+    name = config.flows.gift or (configured[0] if len(configured) == 1 else None)
+    if name is None and "sandbox" in configured:
+        name = "sandbox"
+    if name == "sandbox" and config.providers.sandbox is not None:
+        settings = config.providers.sandbox
+        return SandboxLedger(
+            settings.db or config.state_dir() / "sandbox.sqlite",
+            location=settings.location or config.lane.store,
+            load_demo=settings.demo_data,
+        )
+    return None
+
+
+def build_drivers(config: Config, keyed: KeyedEntry) -> list[Driver]:
+    drivers: list[Driver] = [keyed]
+    for device_id, device in config.devices.items():
+        drivers.append(
+            FifoScanner(
+                device_id,
+                device.path,
+                decode=unescape if device.unescape else None,
+                symbology=device.symbology,
+            )
+        )
+    return drivers
+
+
+class LaneAgent:
+    """Everything one lane runs: bus, drivers, pipeline, flows, request handling."""
+
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        state_dir = config.state_dir()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.bus = Bus(
+            config.mqtt,
+            config.base_topic,
+            __version__,
+            client_id=config.mqtt.client_id
+            or f"lane-agent-{config.lane.store}-{config.lane.lane}-{socket.gethostname()}",
+            password=read_secret(config.mqtt.password_file, "mqtt_password"),
+            on_status=self.notifier.status,
+        )
+        self.vault = TokenVault(ttl=config.state.token_ttl)
+        self.devices = DeviceRegistry(
+            lambda record: self.bus.set_retained(f"devices/{record.device_id}", record)
+        )
+        self.keyed = KeyedEntry()
+        self.drivers = build_drivers(config, self.keyed)
+        self.gift_provider = build_gift_provider(config)
+        self.gift = (
+            GiftFlow(self.gift_provider, self.vault, self._emit, location=config.lane.store)
+            if self.gift_provider is not None
+            else None
+        )
+        flows: dict[str, FlowHandler] = {}
+        if self.gift is not None:
+            flows |= dict.fromkeys(GIFT_KINDS, self.gift.on_scan)
+        self.pipeline = ScanPipeline(
+            Normaliser(config.normaliser),
+            self.vault,
+            self.devices,
+            lambda message: self.bus.publish("scan", message),
+            flows,
+        )
+        self.supervisor = Supervisor(self.pipeline.handle)
+        self.router = RequestRouter(
+            ResponseStore(state_dir / "requests.sqlite"),
+            {
+                "scan.inject": self._scan_inject,
+                "gift.validate": self._gift_op(lambda g: g.validate),
+                "gift.redeem": self._gift_op(lambda g: g.redeem),
+                "gift.reverse": self._gift_op(lambda g: g.reverse),
+                "device.health": self._device_health,
+            },
+            max_payload=config.mqtt.max_payload,
+        )
+
+    def _emit(self, event: Event) -> None:
+        self.bus.publish("event", event)
+
+    async def on_request(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
+        answer = await self.router.handle(op, payload)
+        self.bus.publish(f"response/{op}", answer)
+        if reply_to is not None:
+            self.bus.reply(reply_to, answer)
+
+    async def _scan_inject(self, params: ScanInjectParams) -> ScanMessage:
+        return self.pipeline.scan(self.keyed.scan(params.data.encode(), params.symbology))
+
+    def _gift_op(
+        self, pick: Callable[[GiftFlow], Callable[[Any], Awaitable[BaseModel]]]
+    ) -> Callable[[Any], Awaitable[BaseModel]]:
+        async def handler(params: Any) -> BaseModel:
+            if self.gift is None:
+                raise LaneError(
+                    ErrorCode.NOT_CONFIGURED,
+                    "no gift provider is configured on this lane ([providers] in the config)",
+                )
+            return await pick(self.gift)(params)
+
+        return handler
+
+    async def _device_health(self, params: DeviceHealthParams) -> HealthResult:
+        items: list[HealthItem] = []
+        for device_id, driver in self.supervisor.drivers.items():
+            if params.device_id in (None, device_id):
+                report = await driver.check_health(params.level)
+                items.append(HealthItem(name=device_id, ok=report.ok, detail=report.detail))
+        if params.device_id is not None and not items:
+            raise LaneError(ErrorCode.INVALID_REQUEST, f"no device '{params.device_id}'")
+        if params.device_id is None:
+            connected = self.bus.connected.is_set()
+            items.append(HealthItem(name="broker", ok=connected, detail=self._broker_detail()))
+            if self.gift_provider is not None:
+                ok, detail = await self.gift_provider.check_health()
+                items.append(
+                    HealthItem(name=f"provider:{self.gift_provider.name}", ok=ok, detail=detail)
+                )
+        return HealthResult(ok=all(i.ok for i in items), items=items)
+
+    def _broker_detail(self) -> str:
+        where = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
+        if self.bus.connected.is_set():
+            return f"connected to {where}, {self.bus.queued()} queued"
+        return f"not connected to {where}: {self.bus.last_error or 'connecting'}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; READY is sent once the broker is connected."""
+        for driver in self.drivers:
+            self.devices.add(driver.device_id, driver.kind)
+        bus_task = asyncio.create_task(self.bus.run(self.on_request), name="bus")
+        self.supervisor.start(self.drivers)
+        interval = watchdog_interval()
+        watchdog = (
+            asyncio.create_task(run_watchdog(self.notifier, self.bus.healthy, interval))
+            if interval
+            else None
+        )
+        try:
+            connected = asyncio.create_task(self.bus.connected.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({connected, stopped, bus_task}, return_when=asyncio.FIRST_COMPLETED)
+            connected.cancel()
+            if self.bus.connected.is_set():
+                self.notifier.ready(self._ready_status())
+                log.info("lane-agent %s ready: %s", __version__, self._ready_status())
+            await asyncio.wait({stopped, bus_task}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if bus_task.done():
+                bus_task.result()
+        finally:
+            self.notifier.stopping("stopping")
+            if watchdog is not None:
+                watchdog.cancel()
+            await self.supervisor.stop()
+            self.bus.stopping("stopped")
+            bus_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bus_task
+            if self.gift_provider is not None:
+                await self.gift_provider.aclose()
+
+    def _ready_status(self) -> str:
+        devices = ", ".join(d.device_id for d in self.drivers)
+        provider = self.gift_provider.name if self.gift_provider else "none"
+        broker = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
+        return f"{self.config.base_topic} on {broker}; devices: {devices}; gift: {provider}"
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_daemon(config: Config) -> int:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    agent = LaneAgent(config)
+    await agent.run(stop)
+    return 0

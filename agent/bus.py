@@ -1,0 +1,274 @@
+"""The MQTT side of the agent: one connection, kept alive, with retained state and request intake.
+
+The reconnect loop follows aiomqtt's recommended pattern (one `async with` per connection) and adds
+what a lane needs: a last will, the retained `state` and device records republished on every
+connect, resubscription, backoff with full jitter, and one ordered publisher so a message queued
+while the broker was away goes out once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel
+
+from agent.config import MqttSettings, Secret
+from agent.contract import AgentState, utc_now
+
+log = logging.getLogger(__name__)
+
+RequestHandler = Callable[[str, bytes, "ReplyTo | None"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    """MQTT v5 Response Topic and Correlation Data of a request."""
+
+    topic: str
+    correlation: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    correlation: bytes | None = None
+
+
+def backoff(attempt: int, low: float, high: float) -> float:
+    """Full jitter: spread reconnecting lanes after a broker restart instead of a stampede."""
+    return random.uniform(low, min(high, low * 2**attempt))
+
+
+class Bus:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        base_topic: str,
+        version: str,
+        *,
+        client_id: str,
+        password: Secret | None = None,
+        on_status: Callable[[str], None] = lambda _text: None,
+    ) -> None:
+        self.settings = settings
+        self.base = base_topic
+        self._version = version
+        self._client_id = client_id
+        self._password = password
+        self._on_status = on_status
+        self._retained: dict[str, bytes] = {}
+        self._queue: deque[Outgoing] = deque()
+        self._wakeup = asyncio.Event()
+        self._stop_reason = "stopped"
+        self._since = utc_now()
+        self._handler: RequestHandler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connected = asyncio.Event()
+        self.last_progress = time.monotonic()
+        self.dropped = 0
+        self.last_error: str | None = None
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.base}/{suffix}"
+
+    # --- what the rest of the agent calls ---------------------------------------------------------
+
+    def publish(self, suffix: str, message: BaseModel, *, qos: int = 1) -> None:
+        """Queue a stream message (scan, event, response); order is kept across reconnects."""
+        self._enqueue(Outgoing(self.topic(suffix), message.model_dump_json().encode(), qos, False))
+
+    def reply(self, reply_to: ReplyTo, message: BaseModel) -> None:
+        payload = message.model_dump_json().encode()
+        self._enqueue(Outgoing(reply_to.topic, payload, 1, False, reply_to.correlation))
+
+    def set_retained(self, suffix: str, message: BaseModel) -> None:
+        """Publish retained state now and again after every reconnect."""
+        topic = self.topic(suffix)
+        payload = message.model_dump_json().encode()
+        if self._retained.get(topic) == payload:
+            return
+        self._retained[topic] = payload
+        self._enqueue(Outgoing(topic, payload, 1, True))
+
+    def healthy(self, stall: float = 120.0) -> bool:
+        """The loop is making progress: connected, or still trying to connect."""
+        return self.connected.is_set() or time.monotonic() - self.last_progress < stall
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # --- the connection loop ----------------------------------------------------------------------
+
+    async def run(self, on_request: RequestHandler) -> None:
+        """Stay connected until cancelled; on cancel, say goodbye with a retained offline state."""
+        self._handler = on_request
+        attempt = 0
+        while True:
+            self.last_progress = time.monotonic()
+            try:
+                async with self._make_client() as client:
+                    attempt = 0
+                    try:
+                        await self._session(client)
+                    except asyncio.CancelledError:
+                        await self._goodbye(client)
+                        raise
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                delay = backoff(attempt, self.settings.reconnect_min, self.settings.reconnect_max)
+                attempt += 1
+                where = f"{self.settings.host}:{self.settings.port}"
+                self._on_status(
+                    f"MQTT {where} unreachable ({self.last_error}); retry in {delay:.1f}s"
+                )
+                log.warning("MQTT %s: %s; reconnecting in %.1fs", where, self.last_error, delay)
+                await asyncio.sleep(delay)
+            finally:
+                self.connected.clear()
+
+    def stopping(self, reason: str) -> None:
+        """Say why before cancelling `run`; the retained offline state carries the reason."""
+        self._stop_reason = reason
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        # Subscribe first: a screen that sees "online" may send a request at once.
+        await client.subscribe(self.topic("request/+"), qos=1)
+        online = AgentState(state="online", version=self._version, since=self._since)
+        await client.publish(self.topic("state"), online.model_dump_json(), qos=1, retain=True)
+        for topic, payload in self._retained.items():
+            await client.publish(topic, payload, qos=1, retain=True)
+        # Retained payloads just went out; drop their queued copies so they are not sent twice.
+        self._queue = deque(m for m in self._queue if not m.retain)
+        self.connected.set()
+        self.last_error = None
+        where = f"{self.settings.host}:{self.settings.port}"
+        log.info("MQTT connected to %s as %s", where, self._client_id)
+        self._on_status(f"connected to MQTT {where}")
+        loops = {
+            asyncio.create_task(self._publish_loop(client)),
+            asyncio.create_task(self._receive_loop(client)),
+        }
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        error = next((t.exception() for t in done if t.exception() is not None), None)
+        if error is not None and not isinstance(error, aiomqtt.MqttError):
+            log.error("MQTT session failed unexpectedly", exc_info=error)
+        raise aiomqtt.MqttError(f"connection lost: {error}")
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """Bounded best effort: flush what is queued, then publish the retained offline state."""
+        offline = AgentState(
+            state="offline", version=self._version, since=utc_now(), reason=self._stop_reason
+        )
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(3):
+                while self._queue:
+                    await self._send(client, self._queue[0])
+                    self._queue.popleft()
+                await client.publish(
+                    self.topic("state"), offline.model_dump_json(), qos=1, retain=True
+                )
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _enqueue(self, message: Outgoing) -> None:
+        if len(self._queue) >= self.settings.outgoing_queue:
+            self._queue.popleft()
+            self.dropped += 1
+            log.warning(
+                "MQTT outgoing queue full; dropped the oldest message (%d so far)", self.dropped
+            )
+        self._queue.append(message)
+        self._wakeup.set()
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._queue:
+                # Peek, send, then pop: a message interrupted by a disconnect is sent again later.
+                await self._send(client, self._queue[0])
+                self._queue.popleft()
+                self.last_progress = time.monotonic()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def _send(self, client: aiomqtt.Client, message: Outgoing) -> None:
+        properties = None
+        if message.correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = message.correlation
+        await client.publish(
+            message.topic,
+            message.payload,
+            qos=message.qos,
+            retain=message.retain,
+            properties=properties,
+        )
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        prefix = self.topic("request/")
+        async for message in client.messages:
+            self.last_progress = time.monotonic()
+            op = str(message.topic).removeprefix(prefix)
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            reply_to = None
+            props = message.properties
+            response_topic = getattr(props, "ResponseTopic", None) if props else None
+            if response_topic:
+                reply_to = ReplyTo(response_topic, getattr(props, "CorrelationData", None))
+            task = asyncio.create_task(self._dispatch(op, payload, reply_to))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler(op, payload, reply_to)
+        except Exception:
+            log.exception("request handler for %s failed", op)
+
+    def _make_client(self) -> aiomqtt.Client:
+        s = self.settings
+        offline = AgentState(state="offline", version=self._version).model_dump_json()
+        v5 = s.protocol == "5"
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=self._client_id,
+            username=s.username,
+            password=self._password.reveal() if self._password else None,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self.topic("state"), offline, qos=1, retain=True),
+            keepalive=s.keepalive,
+            timeout=10,
+            tls_context=self._tls_context(),
+            max_queued_incoming_messages=1000,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.settings.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file is not None:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.insecure:
+            context.check_hostname = False
+        return context

@@ -1,0 +1,196 @@
+"""`lane-agent`: the daemon and the tools a technician or POS developer runs next to it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+
+EXIT_CONFIG = 2
+
+EPILOG = """\
+examples:
+  lane-agent check-config /etc/lane-agent/lane-agent.toml
+  printf '100000000001\\n]E05901234123457\\n' | lane-agent parse
+  lane-agent schema request:gift.redeem
+  lane-agent demo          # agent + broker + sandbox ledger + live MQTT view, type codes to scan
+
+docs: README.md, docs/mqtt-api.md, docs/config.md
+"""
+
+
+def _default_config() -> Path:
+    return Path(os.environ.get("LANE_AGENT_CONFIG", DEFAULT_CONFIG_PATH))
+
+
+def _load_or_report(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.app import run_daemon
+    from agent.logs import setup_logging
+    from agent.systemd import Notifier
+
+    config = _load_or_report(args.config)
+    if config is None:
+        Notifier().status(f"refusing to start: invalid config {args.config}")
+        return EXIT_CONFIG
+    setup_logging(args.log_level or config.log.level)
+    return asyncio.run(run_daemon(config))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.file)
+    if config is None:
+        return EXIT_CONFIG
+    devices = ", ".join(["keyed", *config.devices]) or "none"
+    providers = ", ".join(config.configured_providers()) or "none"
+    print(f"{args.file}: OK")
+    print(f"  base topic: {config.base_topic}")
+    print(f"  broker:     {config.mqtt.host}:{config.mqtt.port} (MQTT {config.mqtt.protocol})")
+    print(f"  devices:    {devices}")
+    print(f"  providers:  {providers}")
+    print(f"  state dir:  {config.state_dir()}")
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from agent.normalise import Normaliser, NormaliserSettings, run_parse
+
+    settings = NormaliserSettings()
+    if args.config is not None:
+        config = _load_or_report(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        settings = config.normaliser
+    invalid = run_parse(sys.stdin, sys.stdout, Normaliser(settings), args.symbology)
+    return 1 if invalid and args.strict else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from agent.contract import json_schemas
+
+    schemas = json_schemas()
+    if args.list:
+        print("\n".join(schemas))
+        return 0
+    if args.name is None:
+        print(json.dumps(schemas, indent=2))
+        return 0
+    if args.name not in schemas:
+        print(
+            f"no schema named {args.name!r}; `lane-agent schema --list` shows them", file=sys.stderr
+        )
+        return 1
+    print(json.dumps(schemas[args.name], indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run_demo(args.dir, port=args.port, broker_kind=args.broker))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lane-agent",
+        description="Checkout-lane device agent: scanners and NFC readers to gift, loyalty and "
+        "coupon flows, published over MQTT for the POS screens.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lane-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon (what the systemd unit starts)",
+        description="Run the agent until SIGTERM/SIGINT. Refuses to start on an invalid config, "
+        "printing every problem. Under systemd it reports READY once the broker is connected.",
+    )
+    run.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=_default_config(),
+        help="config file (default: $LANE_AGENT_CONFIG or %(default)s)",
+    )
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and print every problem with its key path",
+        description="Exit 0 and a summary when FILE is valid; exit 2 listing every problem "
+        "(e.g. 'mqtt.port: must be 1..65535') when it is not.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    parse = sub.add_parser(
+        "parse",
+        help="normalise raw scans from stdin, one JSON line each",
+        description="Read one raw scan per line from stdin (backslash escapes \\r \\n \\t \\xHH "
+        "\\\\ allowed, e.g. \\x1d for the GS1 separator) and print one JSON object per line with "
+        "kind, value, symbology, valid, error (and ais for GS1).",
+    )
+    parse.add_argument("--symbology", help="hint as a driver would give it (keyed, nfc, ean13...)")
+    parse.add_argument("--config", type=Path, help="use this config's [normaliser] rules")
+    parse.add_argument("--strict", action="store_true", help="exit 1 if any line is invalid")
+    parse.set_defaults(func=cmd_parse)
+
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schemas of the MQTT contract",
+        description="Print JSON Schemas generated from the contract's pydantic models: all of "
+        "them, or the one named (see --list).",
+    )
+    schema.add_argument("name", nargs="?", help="e.g. topic:scan, request:gift.redeem")
+    schema.add_argument("--list", action="store_true", help="list schema names")
+    schema.set_defaults(func=cmd_schema)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a self-contained demo: broker, agent, sandbox ledger, live MQTT view",
+        description="Start a broker on a free local port (mosquitto if installed, else an embedded "
+        "one), the agent with the sandbox ledger and its demo gifts, and a live view of the MQTT "
+        "traffic. Type a code to scan it; type 'help' for the redeem/reverse commands.",
+    )
+    demo.add_argument(
+        "--dir", type=Path, default=Path(".demo"), help="state directory (default %(default)s)"
+    )
+    demo.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    demo.add_argument(
+        "--broker",
+        choices=["auto", "mosquitto", "embedded"],
+        default="auto",
+        help="auto: mosquitto if installed, else the embedded amqtt broker (default %(default)s)",
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

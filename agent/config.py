@@ -1,0 +1,264 @@
+"""The agent's one TOML config file, validated by pydantic, with errors a technician can act on.
+
+Every problem is reported with its key path (`mqtt.port: must be 1..65535`), all at once, by both
+`lane-agent check-config` and the daemon at start-up. Secrets never live in this file: each secret
+is read from a `*_file` key or from `$CREDENTIALS_DIRECTORY/<name>` (systemd `LoadCredential=`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from agent.normalise import NormaliserSettings
+from agent.providers.sandbox import SandboxSettings
+
+DEFAULT_CONFIG_PATH = Path("/etc/lane-agent/lane-agent.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/lane-agent")
+
+# Keys that hold a secret when written inline; the error then says where secrets go instead.
+_SECRET_KEYS = {"password", "api_key", "apikey", "token", "secret", "key_password", "btoken"}
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be 1..65535")
+    return value
+
+
+def _topic_level(value: str) -> str:
+    bad = {"/", "+", "#", "\0"} & set(value)
+    if not value or bad or len(value) > 64:
+        raise ValueError("must be 1..64 characters without '/', '+', '#'")
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    if not value or {"+", "#", "\0"} & set(value) or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be a topic prefix without wildcards or leading/trailing '/'")
+    return value
+
+
+Port = Annotated[int, AfterValidator(_port)]
+TopicLevel = Annotated[str, AfterValidator(_topic_level)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LaneSettings(_Section):
+    store: TopicLevel
+    lane: TopicLevel
+
+
+class TlsSettings(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="skip hostname verification (testing only)")
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    prefix: Annotated[str, AfterValidator(_topic_prefix)] = "lane-agent"
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = Field(30, ge=5, le=3600)
+    tls: TlsSettings | None = None
+    reconnect_min: float = Field(0.5, gt=0, le=60)
+    reconnect_max: float = Field(30.0, gt=0, le=600)
+    max_payload: int = Field(65536, ge=1024, le=1_000_000)
+    outgoing_queue: int = Field(
+        1000, ge=10, le=100_000, description="messages kept while the broker is unreachable"
+    )
+
+
+class FifoDeviceSettings(_Section):
+    type: Literal["fifo"]
+    path: Path
+    unescape: bool = Field(True, description="decode \\r \\n \\t \\xHH \\\\ in each line")
+    symbology: str | None = None
+
+
+DeviceSettings = Annotated[FifoDeviceSettings, Field(discriminator="type")]
+DEVICE_TYPES = ("fifo",)
+
+
+class ProvidersSettings(_Section):
+    sandbox: SandboxSettings | None = None
+
+
+class FlowSettings(_Section):
+    gift: str | None = Field(
+        None, description="provider for gift codes; default: the only configured one"
+    )
+
+
+class StateSettings(_Section):
+    dir: Path | None = Field(
+        None, description="default: $STATE_DIRECTORY (systemd) or /var/lib/lane-agent"
+    )
+    token_ttl: float = Field(
+        1800.0, gt=0, description="seconds a scanned code stays redeemable by token_id"
+    )
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    lane: LaneSettings
+    mqtt: MqttSettings = MqttSettings()
+    devices: dict[TopicLevel, DeviceSettings] = {}
+    providers: ProvidersSettings = ProvidersSettings()
+    flows: FlowSettings = FlowSettings()
+    normaliser: NormaliserSettings = NormaliserSettings()
+    state: StateSettings = StateSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.mqtt.prefix}/{self.lane.store}/{self.lane.lane}"
+
+    def state_dir(self) -> Path:
+        if self.state.dir is not None:
+            return self.state.dir
+        env = os.environ.get("STATE_DIRECTORY")
+        return Path(env.split(":")[0]) if env else DEFAULT_STATE_DIR
+
+    def configured_providers(self) -> list[str]:
+        return [name for name, value in self.providers if value is not None]
+
+
+class Secret:
+    """A secret value that never prints itself, so it cannot leak through logs or reprs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; each line names its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def read_secret(path: Path | None, credential: str) -> Secret | None:
+    """Read a secret from an explicit file, else from systemd's credentials directory."""
+    if path is None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not creds or not (Path(creds) / credential).is_file():
+            return None
+        path = Path(creds) / credential
+    return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the section at `loc` accepts, for 'did you mean' hints."""
+    models: list[type[BaseModel]] = [Config]
+    for part in loc[:-1]:
+        fields = [m.model_fields[str(part)] for m in models if str(part) in m.model_fields]
+        # A part that is no field is a table name the user chose (`devices.<name>`): stay put.
+        if fields:
+            models = [m for f in fields for m in _models_in(f.annotation)]
+    return [key for m in models for key in m.model_fields]
+
+
+def _describe(error: Any) -> str:
+    loc: tuple[int | str, ...] = tuple(error["loc"])
+    if len(loc) > 2 and loc[0] == "devices" and loc[2] in DEVICE_TYPES:
+        # The discriminated union adds the device type as a path element; the TOML has none.
+        loc = loc[:2] + loc[3:]
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        if key.lower() in _SECRET_KEYS:
+            return (
+                f"{path}: secrets are not accepted in the config file; use {key}_file = "
+                f'"/path/to/file" or systemd LoadCredential='
+            )
+        hint = difflib.get_close_matches(key, _known_keys(loc), n=1)
+        return f"{path}: unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}"
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+
+
+def _check_secrets(config: Config) -> list[str]:
+    problems = []
+    secret_files = {"mqtt.password_file": config.mqtt.password_file}
+    if config.mqtt.tls is not None:
+        for name in ("ca_file", "cert_file", "key_file"):
+            secret_files[f"mqtt.tls.{name}"] = getattr(config.mqtt.tls, name)
+    for key, path in secret_files.items():
+        if path is not None and not os.access(path, os.R_OK):
+            reason = "no such file" if not path.exists() else "not readable by this user"
+            problems.append(f"{key}: {path}: {reason}")
+    if config.mqtt.password_file is not None and config.mqtt.username is None:
+        problems.append("mqtt.username: required when mqtt.password_file is set")
+    return problems
+
+
+def _check_flows(config: Config) -> list[str]:
+    configured = config.configured_providers()
+    gift = config.flows.gift
+    if gift is not None and gift not in configured:
+        known = ", ".join(configured) or "none"
+        return [f"flows.gift: provider '{gift}' is not configured under [providers] ({known})"]
+    return []
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    config = parse_config(data)
+    problems = _check_secrets(config) + _check_flows(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,277 @@
+"""The MQTT contract: every topic's payload and every request op, as pydantic models.
+
+This module is the single source of truth: `lane-agent schema` prints JSON Schemas generated from
+it and `docs/mqtt-api.md` gets its tables from it (see `agent.docgen`). Payloads never carry a
+clear voucher code, card number or token: scans carry a masked `display` and an opaque `token_id`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.errors import ErrorCode
+from agent.providers.base import GiftStatus, Redemption, Reversal
+from drivers.base import DeviceState, HealthLevel
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class Envelope(_Payload):
+    """Every event carries these so consumers can drop QoS 1 duplicates."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    ts: datetime = Field(default_factory=utc_now, description="RFC 3339, UTC")
+
+
+# --- retained state ------------------------------------------------------------------------------
+
+
+class AgentState(_Payload):
+    """`{base}/state`, retained. The broker publishes `{"state":"offline"}` as the last will."""
+
+    state: Literal["online", "offline"]
+    version: str | None = None
+    since: datetime | None = None
+    reason: str | None = Field(None, description="why the agent went offline, when it knows")
+
+
+class DeviceCounters(_Payload):
+    scans: int = 0
+    rejects: int = Field(0, description="scans the normaliser marked invalid")
+    drops: int = Field(0, description="input the driver had to discard (e.g. SYN_DROPPED)")
+    reconnects: int = 0
+
+
+class DeviceRecord(_Payload):
+    """`{base}/devices/{device_id}`, retained: one per configured input device."""
+
+    device_id: str
+    kind: str = Field(description="driver type: keyed, fifo, evdev, serial, hidpos, nfc")
+    state: DeviceState
+    last_error: str | None = None
+    since: datetime = Field(description="when the device entered `state`")
+    counters: DeviceCounters = DeviceCounters()
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+
+class ScanMessage(Envelope):
+    """`{base}/scan`: one normalised scan, QoS 1, not retained."""
+
+    device_id: str
+    symbology: str
+    kind: str = Field(
+        description="token kind from the normaliser (brief §5), e.g. gift_voucher_code"
+    )
+    valid: bool
+    error: str | None = None
+    display: str = Field(description="masked text for the screen; never the clear code")
+    token_id: str | None = Field(
+        None, description="opaque reference to the code for requests; null for invalid scans"
+    )
+    value: str | None = Field(
+        None,
+        description="the clear value, only for non-secret kinds (product_gtin, coupon, gs1, url)",
+    )
+    ais: dict[str, str] | None = Field(None, description="GS1 application identifiers")
+
+
+EventType = Literal[
+    "gift.validated", "gift.invalid", "gift.redeemed", "gift.reversed", "device.state"
+]
+
+
+class GiftValidatedData(_Payload):
+    token_id: str
+    display: str
+    provider: str
+    gift: GiftStatus
+
+
+class GiftInvalidData(_Payload):
+    """A scanned gift code the provider could not validate (not found, provider down...)."""
+
+    token_id: str
+    display: str
+    provider: str
+    error: ErrorBody
+
+
+class GiftRedeemedData(_Payload):
+    token_id: str | None
+    display: str | None
+    provider: str
+    redemption: Redemption
+
+
+class GiftReversedData(_Payload):
+    provider: str
+    reversal: Reversal
+
+
+class Event(Envelope):
+    """`{base}/event`: a flow outcome, QoS 1, not retained. `data` depends on `type`."""
+
+    type: EventType
+    data: dict[str, Any]
+
+
+EVENT_DATA: dict[str, type[_Payload]] = {
+    "gift.validated": GiftValidatedData,
+    "gift.invalid": GiftInvalidData,
+    "gift.redeemed": GiftRedeemedData,
+    "gift.reversed": GiftReversedData,
+    "device.state": DeviceRecord,
+}
+
+
+# --- requests and responses ----------------------------------------------------------------------
+
+
+class Request(_Payload):
+    """Every request carries a `request_id`; repeating it returns the first answer again."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+
+
+class ScanInjectParams(Request):
+    """Keyed entry from the POS screen: handled exactly like a scan from a device."""
+
+    data: str = Field(min_length=1, max_length=4096)
+    symbology: str = Field("keyed", max_length=32)
+
+
+class GiftValidateParams(Request):
+    token_id: str
+
+
+class GiftRedeemParams(Request):
+    """Exactly one of `amount` (monetary gifts, minor units) or `quantity` (item gifts)."""
+
+    token_id: str
+    amount: int | None = Field(None, gt=0, description="minor units, e.g. cents")
+    quantity: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> GiftRedeemParams:
+        if (self.amount is None) == (self.quantity is None):
+            raise ValueError("give exactly one of amount (minor units) or quantity")
+        return self
+
+
+class GiftReverseParams(Request):
+    transaction_id: str = Field(min_length=1, max_length=128)
+
+
+class DeviceHealthParams(Request):
+    device_id: str | None = Field(None, description="one device; default: all")
+    level: HealthLevel = HealthLevel.INTERNAL
+
+
+class ErrorBody(_Payload):
+    code: ErrorCode
+    message: str = Field(
+        description="readable by a cashier; the provider's own words when it gave any"
+    )
+
+
+class Response(_Payload):
+    """`{base}/response/{op}`; with MQTT v5 also sent to the request's Response Topic."""
+
+    request_id: str | None
+    status: Literal["ok", "error"]
+    data: dict[str, Any] | None = None
+    error: ErrorBody | None = None
+    ts: datetime = Field(default_factory=utc_now)
+
+
+class HealthItem(_Payload):
+    name: str = Field(description="device id, `broker`, or `provider:<name>`")
+    ok: bool
+    detail: str
+
+
+class HealthResult(_Payload):
+    ok: bool
+    items: list[HealthItem]
+
+
+class RedeemResult(_Payload):
+    provider: str
+    redemption: Redemption
+
+
+class ReverseResult(_Payload):
+    provider: str
+    reversal: Reversal
+
+
+class ValidateResult(_Payload):
+    provider: str
+    gift: GiftStatus
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    params: type[Request]
+    result: type[_Payload]
+    summary: str
+
+
+OPS: dict[str, OpSpec] = {
+    "scan.inject": OpSpec(
+        ScanInjectParams, ScanMessage, "keyed entry; answered with the scan it produced"
+    ),
+    "gift.validate": OpSpec(
+        GiftValidateParams, ValidateResult, "validate a scanned gift again (fresh balance)"
+    ),
+    "gift.redeem": OpSpec(
+        GiftRedeemParams, RedeemResult, "redeem an amount or item quantity from a scanned gift"
+    ),
+    "gift.reverse": OpSpec(
+        GiftReverseParams, ReverseResult, "reverse a redemption by its transaction id"
+    ),
+    "device.health": OpSpec(
+        DeviceHealthParams, HealthResult, "health checks of devices, broker and providers"
+    ),
+}
+
+GiftInvalidData.model_rebuild()
+
+
+TOPICS: dict[str, tuple[str, type[_Payload], str]] = {
+    "state": ("agent →", AgentState, 'retained; the last will publishes `{"state":"offline"}`'),
+    "devices/{device_id}": ("agent →", DeviceRecord, "retained; one per input device"),
+    "scan": ("agent →", ScanMessage, "QoS 1; one per scan, masked"),
+    "event": ("agent →", Event, "QoS 1; flow outcomes, `data` by `type`"),
+    "request/{op}": ("POS →", Request, "QoS 1; params by op"),
+    "response/{op}": ("agent →", Response, "QoS 1; also to the v5 Response Topic"),
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas of every payload, keyed `topic:…`, `event:…`, `request:…`, `result:…`."""
+    out: dict[str, dict[str, Any]] = {}
+    for topic, (_direction, model, _note) in TOPICS.items():
+        out[f"topic:{topic}"] = model.model_json_schema()
+    for event_type, model in EVENT_DATA.items():
+        out[f"event:{event_type}"] = model.model_json_schema()
+    for op, spec in OPS.items():
+        out[f"request:{op}"] = spec.params.model_json_schema()
+        out[f"result:{op}"] = spec.result.model_json_schema()
+    return out

@@ -1,0 +1,64 @@
+"""Keeps one retained record per input device: state, last error and counters.
+
+Records are republished on every change (state within a second of the event, as the POS screen and
+the technician rely on it) and after every broker reconnect by the bus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agent.contract import DeviceRecord, utc_now
+from drivers.base import DeviceState, DroppedInput, StatusChange
+
+Publish = Callable[[DeviceRecord], None]
+
+
+class DeviceRegistry:
+    def __init__(self, publish: Publish) -> None:
+        self._publish = publish
+        self._records: dict[str, DeviceRecord] = {}
+
+    def add(self, device_id: str, kind: str) -> None:
+        record = DeviceRecord(
+            device_id=device_id, kind=kind, state=DeviceState.DISCONNECTED, since=utc_now()
+        )
+        self._records[device_id] = record
+        self._publish(record)
+
+    def get(self, device_id: str) -> DeviceRecord:
+        return self._records[device_id]
+
+    def all(self) -> list[DeviceRecord]:
+        return list(self._records.values())
+
+    def status(self, change: StatusChange) -> None:
+        record = self._records[change.device_id]
+        counters = record.counters
+        if change.state is DeviceState.CONNECTED and record.state is not DeviceState.DISCONNECTED:
+            counters = counters.model_copy(update={"reconnects": counters.reconnects + 1})
+        self._replace(
+            record,
+            state=change.state,
+            since=utc_now() if change.state is not record.state else record.since,
+            last_error=change.error or record.last_error,
+            counters=counters,
+        )
+
+    def dropped(self, event: DroppedInput) -> None:
+        record = self._records[event.device_id]
+        self._count(record, ("drops",), last_error=event.reason)
+
+    def scanned(self, device_id: str, *, valid: bool) -> None:
+        """Count every scan; an invalid one is also a reject."""
+        self._count(self._records[device_id], ("scans",) if valid else ("scans", "rejects"))
+
+    def _count(self, record: DeviceRecord, names: tuple[str, ...], **changes: object) -> None:
+        old = record.counters
+        counters = old.model_copy(update={n: getattr(old, n) + 1 for n in names})
+        self._replace(record, counters=counters, **changes)
+
+    def _replace(self, record: DeviceRecord, **changes: object) -> None:
+        updated = record.model_copy(update=changes)
+        self._records[record.device_id] = updated
+        self._publish(updated)

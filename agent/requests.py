@@ -1,0 +1,169 @@
+"""Turns `request/{op}` payloads into responses: decode, validate, run once per request_id.
+
+Every payload gets an answer: malformed JSON, unknown ops and invalid params get an error
+response, never silence. Answers are kept in SQLite (in the state directory) so a POS that repeats
+a `request_id`, even across an agent restart, gets the first answer again and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agent.contract import OPS, ErrorBody, Request, Response
+from agent.errors import ErrorCode, LaneError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[BaseModel]]
+
+# Answers that say "this request could not be understood" are not kept: the POS may fix and resend.
+_NOT_KEPT = {ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_OP}
+
+
+class ResponseStore:
+    """Durable request_id -> first answer, pruned after `keep` seconds."""
+
+    def __init__(self, path: Path, keep: float = 7 * 86400) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
+            " answer TEXT NOT NULL, created REAL NOT NULL)"
+        )
+        self._db.execute("DELETE FROM responses WHERE created < ?", (time.time() - keep,))
+
+    def get(self, request_id: str) -> tuple[str, Response] | None:
+        row = self._db.execute(
+            "SELECT op, answer FROM responses WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return None if row is None else (row[0], Response.model_validate_json(row[1]))
+
+    def put(self, request_id: str, op: str, answer: Response) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?)",
+            (request_id, op, answer.model_dump_json(), time.time()),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def error_response(request_id: str | None, code: ErrorCode, message: str) -> Response:
+    return Response(
+        request_id=request_id, status="error", error=ErrorBody(code=code, message=message)
+    )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        text = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            text = "unknown field"
+        parts.append(f"{where}: {text}")
+    return "; ".join(parts)
+
+
+class RequestRouter:
+    """Dispatches requests to handlers registered for the ops of the contract."""
+
+    def __init__(
+        self, store: ResponseStore, handlers: Mapping[str, Handler], *, max_payload: int = 65536
+    ) -> None:
+        missing = set(OPS) - set(handlers)
+        extra = set(handlers) - set(OPS)
+        if missing or extra:
+            raise ValueError(
+                f"handlers do not match the contract: missing {missing}, extra {extra}"
+            )
+        self._store = store
+        self._max_payload = max_payload
+        self._handlers = dict(handlers)
+        self._inflight: dict[str, asyncio.Future[Response]] = {}
+
+    async def handle(self, op: str, payload: bytes) -> Response:
+        if len(payload) > self._max_payload:
+            return error_response(
+                None,
+                ErrorCode.INVALID_REQUEST,
+                f"payload is {len(payload)} bytes; the limit is {self._max_payload}",
+            )
+        try:
+            raw = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return error_response(None, ErrorCode.INVALID_REQUEST, f"payload is not JSON: {exc}")
+        request_id = raw.get("request_id") if isinstance(raw, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            return error_response(
+                None, ErrorCode.INVALID_REQUEST, "payload must be a JSON object with a request_id"
+            )
+        spec = OPS.get(op)
+        if spec is None:
+            known = ", ".join(sorted(OPS))
+            return error_response(
+                request_id, ErrorCode.UNKNOWN_OP, f"unknown op '{op}'; known ops: {known}"
+            )
+        try:
+            params = spec.params.model_validate(raw)
+        except ValidationError as exc:
+            return error_response(request_id, ErrorCode.INVALID_REQUEST, _validation_message(exc))
+        return await self._once(op, params)
+
+    async def _once(self, op: str, params: Request) -> Response:
+        """Run a request at most once per request_id, also when the repeat arrives mid-flight."""
+        request_id = params.request_id
+        running = self._inflight.get(request_id)
+        if running is not None:
+            return await asyncio.shield(running)
+        stored = self._store.get(request_id)
+        if stored is not None:
+            first_op, answer = stored
+            if first_op != op:
+                return error_response(
+                    request_id,
+                    ErrorCode.INVALID_REQUEST,
+                    f"request_id '{request_id}' was already used for op '{first_op}'",
+                )
+            return answer
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._inflight[request_id] = future
+        try:
+            answer = await self._run(op, params)
+            if answer.error is None or answer.error.code not in _NOT_KEPT:
+                self._store.put(request_id, op, answer)
+            future.set_result(answer)
+            return answer
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # a repeat may not be waiting; mark the exception retrieved
+            raise
+        finally:
+            del self._inflight[request_id]
+
+    async def _run(self, op: str, params: Request) -> Response:
+        try:
+            result = await self._handlers[op](params)
+        except LaneError as exc:
+            return error_response(params.request_id, exc.code, exc.message)
+        except Exception:
+            log.exception("op %s (request %s) failed", op, params.request_id)
+            return error_response(
+                params.request_id,
+                ErrorCode.INTERNAL,
+                "internal error in the agent; the agent log has the details",
+            )
+        return Response(
+            request_id=params.request_id, status="ok", data=result.model_dump(mode="json")
+        )

@@ -1,0 +1,128 @@
+"""Config validation: every problem reported with its key path; secrets only from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.config import ConfigError, load_config, read_secret
+
+MINIMAL = """\
+[lane]
+store = "s1"
+lane = "l1"
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+[providers.sandbox]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lane.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return info.value.problems
+
+
+def test_the_documented_minimal_config_works_as_written(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.base_topic == "lane-agent/s1/l1"
+    assert config.configured_providers() == ["sandbox"]
+    assert config.providers.sandbox is not None and config.providers.sandbox.demo_data
+
+
+def test_port_out_of_range_is_reported_with_its_key_path(tmp_path: Path) -> None:
+    assert problems(tmp_path, MINIMAL.replace("1883", "70000")) == ["mqtt.port: must be 1..65535"]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = MINIMAL.replace("1883", "0").replace('lane = "l1"', 'lane = "l/1"') + "[mqtt2]\n"
+    found = problems(tmp_path, text)
+    assert "mqtt.port: must be 1..65535" in found
+    assert any(p.startswith("lane.lane: must be") for p in found)
+    assert "mqtt2: unknown key (did you mean 'mqtt'?)" in found
+    assert len(found) == 3
+
+
+def test_missing_section_and_typo_hint(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[mqtt]\nhots = "x"\n')
+    assert "lane: required key is missing" in found
+    assert "mqtt.hots: unknown key (did you mean 'host'?)" in found
+
+
+def test_inline_secret_is_refused_with_where_to_put_it(tmp_path: Path) -> None:
+    text = MINIMAL.replace("port = 1883", 'port = 1883\nusername = "lane"\npassword = "hunter2"')
+    found = problems(tmp_path, text)
+    assert len(found) == 1
+    assert found[0].startswith("mqtt.password: secrets are not accepted")
+    assert "password_file" in found[0] and "hunter2" not in found[0]
+
+
+def test_unreadable_secret_file_is_a_config_problem(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "port = 1883", f'port = 1883\nusername = "lane"\npassword_file = "{tmp_path}/nope"'
+    )
+    assert problems(tmp_path, text) == [f"mqtt.password_file: {tmp_path}/nope: no such file"]
+
+
+def test_device_errors_name_the_device_not_the_union_tag(tmp_path: Path) -> None:
+    text = MINIMAL + '[devices.tech]\ntype = "fifo"\npaht = "/tmp/x"\n'
+    found = problems(tmp_path, text)
+    assert "devices.tech.path: required key is missing" in found
+    assert "devices.tech.paht: unknown key (did you mean 'path'?)" in found
+
+
+def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, "[lane\nstore = 1\n")
+    assert len(found) == 1 and "invalid TOML" in found[0] and "line 1" in found[0]
+
+
+def test_flow_must_name_a_configured_provider(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + '[flows]\ngift = "giftlocal"\n')
+    assert found == [
+        "flows.gift: provider 'giftlocal' is not configured under [providers] (sandbox)"
+    ]
+
+
+def test_secret_from_file_and_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    secret = read_secret(tmp_path / "pw", "mqtt_password")
+    assert secret is not None and secret.reveal() == "s3cret"
+    assert "s3cret" not in repr(secret) and "s3cret" not in str(secret)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt_password").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    from_creds = read_secret(None, "mqtt_password")
+    assert from_creds is not None and from_creds.reveal() == "from-systemd"
+    assert read_secret(None, "other") is None
+
+
+def test_check_config_cli_exit_codes_and_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write(tmp_path, MINIMAL)
+    assert main(["check-config", str(good)]) == 0
+    assert "base topic: lane-agent/s1/l1" in capsys.readouterr().out
+    good.write_text(MINIMAL.replace("1883", "99999"))
+    assert main(["check-config", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert "mqtt.port: must be 1..65535" in err
+
+
+def test_run_refuses_to_start_on_a_bad_config_with_the_same_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(tmp_path, MINIMAL.replace("1883", "99999"))
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "mqtt.port: must be 1..65535" in capsys.readouterr().err
