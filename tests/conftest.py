@@ -216,10 +216,12 @@ class AgentProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, **extra_env: str) -> None:
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("NOTIFY_SOCKET", None)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(name, None)
+        env.update(extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
             stdout=log,
