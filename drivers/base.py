@@ -54,7 +54,34 @@ class DroppedInput:
     reason: str
 
 
-DriverEvent = RawScan | StatusChange | DroppedInput
+@dataclass(frozen=True, slots=True)
+class NdefRecord:
+    """One NDEF record as read from a tag; `text` is the decoded URI or text when it has one."""
+
+    type: str
+    payload: bytes
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagRead:
+    """An NFC tag arrived on a reader (once per presentation; a tag left on the reader is not
+    read again until it has been removed)."""
+
+    device_id: str
+    uid: bytes
+    tag_type: str
+    records: tuple[NdefRecord, ...] = ()
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class TagRemoved:
+    device_id: str
+    uid: bytes
+
+
+DriverEvent = RawScan | StatusChange | DroppedInput | TagRead | TagRemoved
 
 
 @dataclass(frozen=True, slots=True)
