@@ -2,29 +2,47 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The demo needs only the package; the tests also build xkbcommon against a system library,
+# so their install runs after scripts/system-deps.sh.
+STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: all demo test lint typecheck unit venv clean schema docs
+.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps
 
 all: test
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,demo]"
+
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e ".[demo]"
 	@touch $@
 
-venv: $(STAMP)
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e ".[test,demo]"
+	@touch $@ $(DEMO_STAMP)
 
-demo: $(STAMP)
+system-deps:
+	scripts/system-deps.sh test
+
+venv: system-deps $(STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/lane-agent demo
 
-test: $(STAMP)
-	scripts/system-deps.sh test
+# The host suite, then the hardware tier (tests/hardware) in one VM boot: see scripts/vm-test.
+test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+	scripts/vm-test
+
+# Only the hardware tier; pytest arguments in ARGS, e.g. make test-hardware ARGS="-k acm -x".
+.PHONY: test-hardware
+test-hardware: system-deps $(STAMP)
+	scripts/vm-test $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

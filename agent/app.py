@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo
-from agent.config import Config, read_secret
+from agent.config import Config, DeviceSettings, FifoDeviceSettings, read_secret
 from agent.contract import (
     DeviceHealthParams,
     Event,
@@ -36,7 +36,11 @@ from agent.systemd import Notifier, run_watchdog, watchdog_interval
 from agent.tokens import TokenVault
 from drivers.base import Driver
 from drivers.fifo import FifoScanner
+from drivers.hidpos import HidPosScanner, HidPosSettings
+from drivers.keyboard import KeyboardScanner, KeyboardSettings
 from drivers.keyed import KeyedEntry
+from drivers.nfc_reader import NfcReader, NfcSettings
+from drivers.serial_port import SerialScanner, SerialSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +61,24 @@ def build_gift_provider(config: Config) -> GiftProvider | None:
     return None
 
 
+def build_driver(device_id: str, settings: DeviceSettings) -> Driver:
+    match settings:
+        case FifoDeviceSettings():
+            decode = unescape if settings.unescape else None
+            symbology = settings.symbology
+            return FifoScanner(device_id, settings.path, decode=decode, symbology=symbology)
+        case KeyboardSettings():
+            return KeyboardScanner(device_id, settings)
+        case SerialSettings():
+            return SerialScanner(device_id, settings)
+        case HidPosSettings():
+            return HidPosScanner(device_id, settings)
+        case NfcSettings():
+            return NfcReader(device_id, settings)
+
+
 def build_drivers(config: Config, keyed: KeyedEntry) -> list[Driver]:
-    drivers: list[Driver] = [keyed]
-    for device_id, device in config.devices.items():
-        drivers.append(
-            FifoScanner(
-                device_id,
-                device.path,
-                decode=unescape if device.unescape else None,
-                symbology=device.symbology,
-            )
-        )
-    return drivers
+    return [keyed, *(build_driver(name, s) for name, s in config.devices.items())]
 
 
 class LaneAgent:
@@ -108,6 +118,7 @@ class LaneAgent:
             self.vault,
             self.devices,
             lambda message: self.bus.publish("scan", message),
+            self._emit,
             flows,
         )
         self.supervisor = Supervisor(self.pipeline.handle)

@@ -149,10 +149,11 @@ class Bus:
         await client.subscribe(self.topic("request/+"), qos=1)
         online = AgentState(state="online", version=self._version, since=self._since)
         await client.publish(self.topic("state"), online.model_dump_json(), qos=1, retain=True)
-        for topic, payload in self._retained.items():
-            await client.publish(topic, payload, qos=1, retain=True)
-        # Retained payloads just went out; drop their queued copies so they are not sent twice.
+        # The snapshot below supersedes queued retained copies; updates made while it goes out
+        # are queued after it, so the broker always ends up with the newest record.
         self._queue = deque(m for m in self._queue if not m.retain)
+        for topic, payload in list(self._retained.items()):
+            await client.publish(topic, payload, qos=1, retain=True)
         self.connected.set()
         self.last_error = None
         where = f"{self.settings.host}:{self.settings.port}"

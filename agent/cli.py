@@ -107,6 +107,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(args.dir, port=args.port, broker_kind=args.broker))
 
 
+def _diag_config(args: argparse.Namespace, required: bool) -> tuple[int, Config | None]:
+    path: Path = args.config
+    if not path.exists() and not required:
+        return 0, None
+    config = _load_or_report(path)
+    return (EXIT_CONFIG, None) if config is None else (0, config)
+
+
+def cmd_diag(args: argparse.Namespace) -> int:
+    from agent import diag
+
+    code, config = _diag_config(args, required=args.diag in {"monitor", "health"})
+    if code:
+        return code
+    if args.diag == "devices":
+        return diag.print_devices(config, sys.stdout, as_json=args.json)
+    if args.diag == "bundle":
+        archive = diag.bundle(args.config, config, args.output)
+        print(f"wrote {archive}; send it to support (no secrets or codes inside)")
+        return 0
+    assert config is not None
+    if args.diag == "health":
+        return asyncio.run(diag.health(config, sys.stdout))
+
+    async def run_monitor() -> int:
+        from agent.app import install_signal_handlers
+
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        trace = print if args.keys else None
+        return await diag.monitor(
+            config, args.device, sys.stdout, grab=not args.no_grab, stop=stop, trace=trace
+        )
+
+    return asyncio.run(run_monitor())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lane-agent",
@@ -164,6 +201,57 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("name", nargs="?", help="e.g. topic:scan, request:gift.redeem")
     schema.add_argument("--list", action="store_true", help="list schema names")
     schema.set_defaults(func=cmd_schema)
+
+    diag = sub.add_parser(
+        "diag",
+        help="technician diagnostics: devices, monitor, health, bundle",
+        description="Diagnostics for a lane where a device does nothing. Stop the daemon first "
+        "for `monitor` (it grabs the device): `systemctl stop lane-agent`.",
+    )
+    diag_sub = diag.add_subparsers(dest="diag", metavar="WHAT", required=True)
+    config_help = "config file (default: $LANE_AGENT_CONFIG or %(default)s)"
+
+    def diag_parser(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        p = diag_sub.add_parser(name, help=help_text, description=description)
+        p.add_argument("-c", "--config", type=Path, default=_default_config(), help=config_help)
+        p.set_defaults(func=cmd_diag)
+        return p
+
+    devices = diag_parser(
+        "devices",
+        "list input devices, serial ports, USB devices and NFC readers",
+        "List every input device, serial port and USB device (marking HID-POS scanners and "
+        "NFC readers), which config entry claims each, and for a device that cannot be opened "
+        "the reason and the exact fix. Exit 1 when a configured device is missing or unusable.",
+    )
+    devices.add_argument("--json", action="store_true", help="machine-readable output")
+    monitor = diag_parser(
+        "monitor",
+        "show what a configured device sends, live",
+        "Run one configured device's driver and print every scan with its timing and what the "
+        "normaliser makes of it; with --keys also every key event of a keyboard-wedge scanner, "
+        "so a wrong layout or a missing Enter suffix shows at once.",
+    )
+    monitor.add_argument("device", help="device id from the config, e.g. scanner1")
+    monitor.add_argument("--keys", action="store_true", help="print every key event (evdev)")
+    monitor.add_argument(
+        "--no-grab",
+        action="store_true",
+        help="do not grab the device (keys also reach the console)",
+    )
+    diag_parser(
+        "health",
+        "check each device, the broker and each provider",
+        "Run the internal and external health check of every configured device, connect to the "
+        "broker and check each configured provider. Exit 1 if anything fails.",
+    )
+    bundle = diag_parser(
+        "bundle",
+        "write one archive for support",
+        "Write a .tar.gz with the config (secrets redacted), versions, the device list, health "
+        "checks and recent logs (journalctl, dmesg).",
+    )
+    bundle.add_argument("-o", "--output", type=Path, default=Path("."), help="file or directory")
 
     demo = sub.add_parser(
         "demo",

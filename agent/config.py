@@ -17,6 +17,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agent.normalise import NormaliserSettings
 from agent.providers.sandbox import SandboxSettings
+from drivers.hidpos import HidPosSettings
+from drivers.keyboard import KeyboardSettings
+from drivers.nfc_reader import NfcSettings
+from drivers.serial_port import SerialSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/lane-agent/lane-agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/lane-agent")
@@ -89,8 +93,11 @@ class FifoDeviceSettings(_Section):
     symbology: str | None = None
 
 
-DeviceSettings = Annotated[FifoDeviceSettings, Field(discriminator="type")]
-DEVICE_TYPES = ("fifo",)
+DeviceSettings = Annotated[
+    FifoDeviceSettings | KeyboardSettings | SerialSettings | HidPosSettings | NfcSettings,
+    Field(discriminator="type"),
+]
+DEVICE_TYPES = ("fifo", "evdev", "serial", "hidpos", "nfc")
 
 
 class ProvidersSettings(_Section):

@@ -70,6 +70,19 @@ class DeviceRecord(_Payload):
 # --- streams -------------------------------------------------------------------------------------
 
 
+class NfcRecordInfo(_Payload):
+    type: str = Field(description="NDEF record type, e.g. urn:nfc:wkt:U")
+    display: str | None = Field(None, description="masked URI or text of the record")
+
+
+class NfcInfo(_Payload):
+    """What an NFC reader saw besides the token: the tag and its NDEF records, masked."""
+
+    tag_type: str
+    uid: str = Field(description="masked tag UID")
+    records: list[NfcRecordInfo] = []
+
+
 class ScanMessage(Envelope):
     """`{base}/scan`: one normalised scan, QoS 1, not retained."""
 
@@ -89,10 +102,11 @@ class ScanMessage(Envelope):
         description="the clear value, only for non-secret kinds (product_gtin, coupon, gs1, url)",
     )
     ais: dict[str, str] | None = Field(None, description="GS1 application identifiers")
+    nfc: NfcInfo | None = Field(None, description="only for scans from an NFC reader")
 
 
 EventType = Literal[
-    "gift.validated", "gift.invalid", "gift.redeemed", "gift.reversed", "device.state"
+    "gift.validated", "gift.invalid", "gift.redeemed", "gift.reversed", "nfc.removed"
 ]
 
 
@@ -124,6 +138,13 @@ class GiftReversedData(_Payload):
     reversal: Reversal
 
 
+class NfcRemovedData(_Payload):
+    """The tag left the reader; the POS can clear what it showed for it."""
+
+    device_id: str
+    uid: str = Field(description="masked tag UID, as in the scan's `nfc.uid`")
+
+
 class Event(Envelope):
     """`{base}/event`: a flow outcome, QoS 1, not retained. `data` depends on `type`."""
 
@@ -136,7 +157,7 @@ EVENT_DATA: dict[str, type[_Payload]] = {
     "gift.invalid": GiftInvalidData,
     "gift.redeemed": GiftRedeemedData,
     "gift.reversed": GiftReversedData,
-    "device.state": DeviceRecord,
+    "nfc.removed": NfcRemovedData,
 }
 
 

@@ -18,6 +18,7 @@ class DeviceRegistry:
     def __init__(self, publish: Publish) -> None:
         self._publish = publish
         self._records: dict[str, DeviceRecord] = {}
+        self._was_connected: set[str] = set()
 
     def add(self, device_id: str, kind: str) -> None:
         record = DeviceRecord(
@@ -35,8 +36,11 @@ class DeviceRegistry:
     def status(self, change: StatusChange) -> None:
         record = self._records[change.device_id]
         counters = record.counters
-        if change.state is DeviceState.CONNECTED and record.state is not DeviceState.DISCONNECTED:
-            counters = counters.model_copy(update={"reconnects": counters.reconnects + 1})
+        if change.state is DeviceState.CONNECTED and record.state is not DeviceState.CONNECTED:
+            # Every connection after the first one is a reconnect (replug, driver restart).
+            if change.device_id in self._was_connected:
+                counters = counters.model_copy(update={"reconnects": counters.reconnects + 1})
+            self._was_connected.add(change.device_id)
         self._replace(
             record,
             state=change.state,

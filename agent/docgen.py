@@ -125,12 +125,20 @@ def config_sections() -> dict[str, str]:
     )
     from agent.normalise import CustomRule, NormaliserSettings
     from agent.providers.sandbox import SandboxSettings
+    from drivers.hidpos import HidPosSettings
+    from drivers.keyboard import KeyboardSettings
+    from drivers.nfc_reader import NfcSettings
+    from drivers.serial_port import SerialSettings
 
     tables: list[tuple[str, type[BaseModel]]] = [
         ("[lane]", LaneSettings),
         ("[mqtt]", MqttSettings),
         ("[mqtt.tls]", TlsSettings),
-        ('[devices.NAME] with type = "fifo"', FifoDeviceSettings),
+        ('[devices.NAME] with type = "evdev" (keyboard-wedge scanner)', KeyboardSettings),
+        ('[devices.NAME] with type = "serial"', SerialSettings),
+        ('[devices.NAME] with type = "hidpos" (USB HID-POS scanner)', HidPosSettings),
+        ('[devices.NAME] with type = "nfc"', NfcSettings),
+        ('[devices.NAME] with type = "fifo" (named pipe)', FifoDeviceSettings),
         ("[providers.sandbox]", SandboxSettings),
         ("[flows]", FlowSettings),
         ("[normaliser]", NormaliserSettings),

@@ -1,7 +1,7 @@
 """Where a raw scan from any driver becomes a token: normalise, hide the code, publish, route.
 
-Drivers deliver bytes; this module turns them into a `ScanMessage` on `{base}/scan` (masked, with an
-opaque `token_id`) and hands valid tokens to the flow that handles their kind.
+Drivers deliver bytes (or NFC tags); this module turns them into a `ScanMessage` on `{base}/scan`
+(masked, with an opaque `token_id`) and hands valid tokens to the flow that handles their kind.
 """
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from agent.contract import ScanMessage
+from agent.contract import Event, NfcInfo, NfcRecordInfo, NfcRemovedData, ScanMessage
 from agent.devices import DeviceRegistry
 from agent.normalise import Normaliser, Token
-from agent.tokens import TokenVault, display
-from drivers.base import DriverEvent, DroppedInput, RawScan, StatusChange
+from agent.tokens import TokenVault, display, mask
+from drivers.base import DriverEvent, DroppedInput, RawScan, StatusChange, TagRead, TagRemoved
 
 log = logging.getLogger(__name__)
 
 FlowHandler = Callable[[Token, str], Coroutine[Any, Any, None]]
+
+# Kind of a token read from an NFC tag that carries no NDEF text: its UID identifies it.
+NFC_UID = "nfc_uid"
 
 
 class ScanPipeline:
@@ -29,12 +32,14 @@ class ScanPipeline:
         vault: TokenVault,
         devices: DeviceRegistry,
         publish: Callable[[ScanMessage], None],
+        emit: Callable[[Event], None],
         flows: Mapping[str, FlowHandler],
     ) -> None:
         self._normaliser = normaliser
         self._vault = vault
         self._devices = devices
         self._publish = publish
+        self._emit = emit
         self._flows = dict(flows)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -42,6 +47,11 @@ class ScanPipeline:
         """The supervisor's sink: every driver event comes through here."""
         if isinstance(event, RawScan):
             self.scan(event)
+        elif isinstance(event, TagRead):
+            self.tag(event)
+        elif isinstance(event, TagRemoved):
+            data = NfcRemovedData(device_id=event.device_id, uid=mask(event.uid.hex().upper()))
+            self._emit(Event(type="nfc.removed", data=data.model_dump(mode="json")))
         elif isinstance(event, StatusChange):
             self._devices.status(event)
         elif isinstance(event, DroppedInput):
@@ -50,9 +60,32 @@ class ScanPipeline:
 
     def scan(self, raw: RawScan) -> ScanMessage:
         token = self._normaliser.normalise(raw.data, raw.symbology)
-        token_id = self._vault.put(token, raw.device_id) if token.valid else None
+        return self._publish_token(raw.device_id, token)
+
+    def tag(self, tag: TagRead) -> ScanMessage:
+        """A tag's first URI or text record is scanned like a barcode (a Gift Local QR URL on a
+        tag works like the QR); a tag without one is identified by its UID."""
+        text = next((r.text for r in tag.records if r.text), None)
+        if text is not None:
+            token = self._normaliser.normalise(text.encode(), "nfc")
+        else:
+            token = Token(NFC_UID, tag.uid.hex().upper(), "nfc", valid=True, error=None)
+        info = NfcInfo(
+            tag_type=tag.tag_type,
+            uid=mask(tag.uid.hex().upper()),
+            records=[
+                NfcRecordInfo(type=r.type, display=mask(r.text) if r.text else None)
+                for r in tag.records
+            ],
+        )
+        return self._publish_token(tag.device_id, token, nfc=info)
+
+    def _publish_token(
+        self, device_id: str, token: Token, nfc: NfcInfo | None = None
+    ) -> ScanMessage:
+        token_id = self._vault.put(token, device_id) if token.valid else None
         message = ScanMessage(
-            device_id=raw.device_id,
+            device_id=device_id,
             symbology=token.symbology,
             kind=token.kind,
             valid=token.valid,
@@ -61,12 +94,14 @@ class ScanPipeline:
             token_id=token_id,
             value=None if token.secret else token.value,
             ais=token.ais,
+            nfc=nfc,
         )
-        self._devices.scanned(raw.device_id, valid=token.valid)
         self._publish(message)
+        # Counted after publishing, so a device record never announces a scan not yet sent.
+        self._devices.scanned(device_id, valid=token.valid)
         log.info(
             "scan on %s: %s %s%s",
-            raw.device_id,
+            device_id,
             token.kind,
             message.display,
             "" if token.valid else f" rejected: {token.error}",

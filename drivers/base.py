@@ -31,7 +31,8 @@ class HealthLevel(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RawScan:
-    """Bytes exactly as the device delivered them, terminator included when the device sends one."""
+    """Bytes of one scan as the device delivered them; drivers that frame scans remove the
+    terminator, others (FIFO lines, keyed entry) pass it through for the normaliser to strip."""
 
     device_id: str
     data: bytes

@@ -1,14 +1,53 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # the have_* checks are called indirectly, through need()
 # Installs the Debian packages the tests and the demo need, or says exactly what to install.
 # Usage: scripts/system-deps.sh test|demo
+#   test: mosquitto and systemd-analyze for the host suite; for the hardware tier
+#         (scripts/vm-test) qemu, a Debian kernel with its modules (uinput, dummy_hcd, USB
+#         gadget functions), a static busybox (virtme-ng's initramfs), kmod and udev inside the
+#         VM, and libusb for pyusb.
 set -euo pipefail
 purpose=${1:-test}
-declare -A need=([mosquitto]=mosquitto [systemd-analyze]=systemd)
-if [ "$purpose" = demo ]; then need=([python3]=python3); fi
+
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+# A kernel in /boot whose modules include the USB gadget controllers (dummy_hcd).
+have_kernel() {
+  local k
+  for k in /boot/vmlinuz-*; do
+    [ -d "/lib/modules/${k#/boot/vmlinuz-}/kernel/drivers/usb/gadget/udc" ] && return 0
+  done
+  return 1
+}
+# virtme-ng refuses a dynamically linked busybox.
+have_static_busybox() {
+  local b
+  b=$(command -v busybox 2>/dev/null) || return 1
+  ! ldd "$b" >/dev/null 2>&1
+}
+have_lib() { grep -q "$1" <<<"$(ldconfig -p 2>/dev/null)"; }  # no pipe: SIGPIPE + pipefail
+
 missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${need[$cmd]}")
-done
+need() {
+  local pkg=$1
+  shift
+  "$@" || missing+=("$pkg")
+}
+if [ "$purpose" = demo ]; then
+  need python3 have_cmd python3
+else
+  need mosquitto have_cmd mosquitto
+  need systemd have_cmd systemd-analyze
+  need qemu-system-x86 have_cmd qemu-system-x86_64
+  need linux-image-amd64 have_kernel
+  need busybox-static have_static_busybox
+  need kmod have_cmd modprobe
+  need udev have_cmd udevadm
+  need libusb-1.0-0 have_lib libusb-1.0.so.0
+  # The keymap tests check our layout tables against libxkbcommon (pip xkbcommon builds on it).
+  need libxkbcommon-dev have_lib libxkbcommon.so
+  need xkb-data test -d /usr/share/X11/xkb/symbols
+  need libx11-data test -d /usr/share/X11/locale
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages: ${missing[*]}"
@@ -19,5 +58,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 echo "missing system packages: ${missing[*]}" >&2
-echo "install them with: sudo apt-get install ${missing[*]}   (or run 'make test' as root)" >&2
+echo "install them with: sudo apt-get install --no-install-recommends ${missing[*]}" \
+  "  (or run 'make test' as root)" >&2
 exit 1

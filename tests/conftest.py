@@ -23,6 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parent.parent
+# The test VM runs under software emulation: the agent needs ~10 s to start there, not 1.
+WAIT = 120.0 if os.environ.get("LANE_AGENT_VM") == "1" else 15.0
 
 Json = dict[str, Any]
 
@@ -111,7 +113,7 @@ class Probe:
                 self._arrived.notify_all()
 
     async def wait_for(
-        self, predicate: Callable[[str, Json], bool], within: float = 15.0, start: int = 0
+        self, predicate: Callable[[str, Json], bool], within: float = WAIT, start: int = 0
     ) -> tuple[str, Json]:
         """First message (from index `start`) whose topic and JSON payload satisfy `predicate`."""
         seen = start

@@ -1,0 +1,326 @@
+"""`lane-agent diag`: what a technician runs at a lane where "the scanner does nothing".
+
+`devices` lists the hardware, which config entry claims each device and, for one that cannot be
+opened, why and the exact fix; `monitor` shows what a device sends, live, so a wrong keyboard
+layout or a missing Enter suffix is visible at a glance; `health` runs every check the daemon
+can; `bundle` packs it all, with recent logs, into one archive for support.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import aiomqtt
+
+from agent import __version__
+from agent.app import build_driver, build_gift_provider
+from agent.config import Config, DeviceSettings, FifoDeviceSettings, read_secret
+from agent.normalise import Normaliser, escape
+from drivers.base import (
+    DriverEvent,
+    DroppedInput,
+    HealthLevel,
+    RawScan,
+    StatusChange,
+    TagRead,
+    TagRemoved,
+)
+from drivers.discovery import Found, input_devices, serial_ports, usb_devices
+from drivers.hidpos import HidPosSettings
+from drivers.keyboard import KeyboardScanner, KeyboardSettings, Node, select_nodes
+from drivers.nfc_reader import NfcSettings
+from drivers.serial_port import SerialSettings
+
+
+def _usb_matches(found: Found, vendor: int | None, product: int | None) -> bool:
+    if found.usb_id is None:
+        return False
+    have = [int(part, 16) for part in found.usb_id.split(":")]
+    return vendor in (None, have[0]) and product in (None, have[1])
+
+
+def _claims(found: Found, settings: DeviceSettings) -> bool:
+    match settings:
+        case KeyboardSettings():
+            node = Node(found.path, found.name, found.usb_id or "", "")
+            return found.bus == "input" and bool(select_nodes(settings, [node]))
+        case SerialSettings():
+            return found.bus == "serial" and os.path.realpath(settings.port) == found.path
+        case HidPosSettings():
+            hidpos = any("HID-POS" in note for note in found.notes)
+            return hidpos and _usb_matches(found, settings.vendor_id, settings.product_id)
+        case NfcSettings():
+            parts = settings.path.split(":")
+            if parts[0] != "usb" or not any("NFC reader" in note for note in found.notes):
+                return False
+            if len(parts) == 3 and len(parts[1]) == 3:  # nfcpy's usb:BUS:DEV form
+                return found.path == f"/dev/bus/usb/{parts[1]}/{parts[2]}"
+            ids = [int(p, 16) for p in parts[1:3]] + [None, None]
+            return _usb_matches(found, ids[0], ids[1])
+        case FifoDeviceSettings():
+            return found.path == str(settings.path)
+
+
+def claimant(found: Found, devices: dict[str, DeviceSettings]) -> str | None:
+    """The config entry that would use this device, if any."""
+    return next((d for d, settings in devices.items() if _claims(found, settings)), None)
+
+
+def inventory() -> dict[str, list[Found]]:
+    return {
+        "Input devices (keyboard-wedge scanners)": input_devices(),
+        "Serial ports": serial_ports(),
+        "USB devices": usb_devices(),
+    }
+
+
+def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> int:
+    """Print every device; exit status 1 when a configured device is missing or unusable."""
+    devices = dict(config.devices) if config is not None else {}
+    sections = inventory()
+    claimed: dict[str, Found] = {}
+    trouble = 0
+    if as_json:
+        payload = {
+            title: [{**asdict(f), "claimed_by": claimant(f, devices)} for f in found]
+            for title, found in sections.items()
+        }
+        json.dump(payload, out, indent=2)
+        out.write("\n")
+    for title, found in sections.items():
+        if not as_json:
+            out.write(f"{title}:\n")
+            if not found:
+                out.write("  (none)\n")
+        for f in found:
+            owner = claimant(f, devices)
+            if owner is not None:
+                claimed[owner] = f
+                trouble += f.problem is not None
+            if as_json:
+                continue
+            ids = f" [{f.usb_id}]" if f.usb_id else ""
+            out.write(f"  {f.path}  {f.name}{ids}\n")
+            for link in f.links:
+                out.write(f"      link: {link}\n")
+            for note in f.notes:
+                out.write(f"      {note}\n")
+            for key, value in f.extra.items():
+                out.write(f"      {key}: {value}\n")
+            if owner is not None:
+                out.write(f"      used by config: devices.{owner}\n")
+            if f.problem is not None:
+                out.write(f"      CANNOT OPEN: {f.problem.reason}\n      fix: {f.problem.fix}\n")
+    if as_json:
+        return 1 if trouble else 0
+    missing = [
+        d for d, s in devices.items() if d not in claimed and not isinstance(s, FifoDeviceSettings)
+    ]
+    if devices:
+        out.write("Configured devices:\n")
+        for device_id, settings in devices.items():
+            if device_id in claimed:
+                at = claimed[device_id]
+                status = "problem (see above)" if at.problem else "found"
+                out.write(f"  devices.{device_id} ({settings.type}): {status} at {at.path}\n")
+            elif device_id in missing:
+                out.write(
+                    f"  devices.{device_id} ({settings.type}): NOT FOUND; check the cable and the "
+                    "selection keys in the config, or watch it with `lane-agent diag monitor "
+                    f"{device_id}` while plugging it in\n"
+                )
+            else:
+                out.write(f"  devices.{device_id} ({settings.type}): {settings}\n")
+    return 1 if missing or trouble else 0
+
+
+def describe_event(event: DriverEvent, started: float, normaliser: Normaliser) -> str:
+    """One monitor line: timing, what the device delivered, and what the normaliser made of it."""
+    stamp = f"+{time.monotonic() - started:8.3f}s"
+    if isinstance(event, RawScan):
+        token = normaliser.normalise(event.data, event.symbology)
+        verdict = "valid" if token.valid else f"INVALID: {token.error}"
+        return (
+            f"{stamp}  SCAN {escape(event.data)!r} -> {token.kind} ({token.symbology}, {verdict})"
+        )
+    if isinstance(event, StatusChange):
+        why = f": {event.error}" if event.error else ""
+        return f"{stamp}  device {event.state.value}{why}"
+    if isinstance(event, DroppedInput):
+        return f"{stamp}  DROPPED input: {event.reason}"
+    if isinstance(event, TagRead):
+        records = ", ".join(r.text or r.type for r in event.records) or "no NDEF records"
+        return f"{stamp}  TAG {event.tag_type} uid={event.uid.hex()} {records}"
+    if isinstance(event, TagRemoved):
+        return f"{stamp}  tag removed uid={event.uid.hex()}"
+    return f"{stamp}  {event!r}"
+
+
+async def monitor(
+    config: Config,
+    device_id: str,
+    out: TextIO,
+    *,
+    grab: bool,
+    stop: asyncio.Event,
+    trace: Callable[[str], None] | None = None,
+) -> int:
+    """Run one configured device's driver (the daemon must not hold it) and print its events."""
+    settings = config.devices.get(device_id)
+    if settings is None:
+        known = ", ".join(config.devices) or "none configured"
+        out.write(f"no device '{device_id}' in the config ({known})\n")
+        return 2
+    if isinstance(settings, KeyboardSettings) and not grab:
+        settings = settings.model_copy(update={"grab": False})
+    driver = build_driver(device_id, settings)
+    if isinstance(driver, KeyboardScanner):
+        driver.trace = trace
+    normaliser = Normaliser(config.normaliser)
+    started = time.monotonic()
+    out.write(f"monitoring devices.{device_id} ({settings.type}); Ctrl-C to stop\n")
+    out.flush()
+
+    async def pump() -> None:
+        async for event in driver.events():
+            out.write(describe_event(event, started, normaliser) + "\n")
+            out.flush()
+
+    task = asyncio.create_task(pump())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for t in (task, stopped):
+        t.cancel()
+    results = await asyncio.gather(task, stopped, return_exceptions=True)
+    error = results[0]
+    if isinstance(error, Exception):
+        out.write(f"device failed: {error}\n")
+        return 1
+    return 0
+
+
+async def broker_check(config: Config) -> tuple[bool, str]:
+    where = f"{config.mqtt.host}:{config.mqtt.port}"
+    password = read_secret(config.mqtt.password_file, "mqtt_password")
+    try:
+        async with (
+            asyncio.timeout(10),
+            aiomqtt.Client(
+                config.mqtt.host,
+                config.mqtt.port,
+                username=config.mqtt.username,
+                password=password.reveal() if password else None,
+                identifier=f"lane-agent-diag-{os.getpid()}",
+                timeout=5,
+            ),
+        ):
+            return True, f"connected to {where}"
+    except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+        return False, f"cannot connect to {where}: {exc or type(exc).__name__}"
+
+
+async def health(config: Config, out: TextIO) -> int:
+    rows: list[tuple[str, bool, str]] = []
+    for device_id, settings in config.devices.items():
+        driver = build_driver(device_id, settings)
+        for level in (HealthLevel.INTERNAL, HealthLevel.EXTERNAL):
+            report = await driver.check_health(level)
+            rows.append((f"device {device_id} ({level.value})", report.ok, report.detail))
+    rows.append(("broker", *(await broker_check(config))))
+    provider = build_gift_provider(config)
+    if provider is not None:
+        try:
+            rows.append((f"provider {provider.name}", *(await provider.check_health())))
+        finally:
+            await provider.aclose()
+    width = max(len(name) for name, _, _ in rows)
+    for name, ok, detail in rows:
+        out.write(f"{name:<{width}}  {'OK  ' if ok else 'FAIL'}  {detail}\n")
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+_SECRET_LINE = re.compile(r"^(\s*[\w.-]*(?:password|secret|token|api_key|key)\s*=\s*).*$", re.I)
+
+
+def redact(text: str) -> str:
+    """Config files hold no secrets by design; redact anything that looks like one anyway."""
+    return "\n".join(_SECRET_LINE.sub(r'\1"<redacted>"', line) for line in text.splitlines())
+
+
+def _command(args: list[str]) -> str:
+    if shutil.which(args[0]) is None:
+        return f"({args[0]} not available)\n"
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"({' '.join(args)} failed: {exc})\n"
+    return result.stdout + result.stderr
+
+
+def versions() -> str:
+    lines = [
+        f"lane-agent {__version__}",
+        f"python {sys.version.split()[0]} ({sys.executable})",
+        f"platform {platform.platform()}",
+    ]
+    for dist in (
+        "aiomqtt",
+        "paho-mqtt",
+        "pydantic",
+        "evdev",
+        "pyserial",
+        "pyusb",
+        "nfcpy",
+        "httpx",
+    ):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            lines.append(f"{dist} {importlib.metadata.version(dist)}")
+    return "\n".join(lines) + "\n"
+
+
+def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
+    """One archive a technician can send to support; no secrets, no clear codes."""
+    files: dict[str, str] = {"versions.txt": versions()}
+    try:
+        files["config.toml"] = redact(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        files["config.toml"] = f"(cannot read {config_path}: {exc.strerror})\n"
+    devices = io.StringIO()
+    print_devices(config, devices)
+    files["devices.txt"] = devices.getvalue()
+    if config is not None:
+        report = io.StringIO()
+        asyncio.run(health(config, report))
+        files["health.txt"] = report.getvalue()
+    files["journal.txt"] = _command(
+        ["journalctl", "-u", "lane-agent", "-n", "5000", "--no-pager", "-o", "short-iso"]
+    )
+    files["dmesg.txt"] = _command(["dmesg", "--time-format", "iso"])[-200_000:]
+    if target.is_dir():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = target / f"lane-agent-bundle-{platform.node()}-{stamp}.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"lane-agent-bundle/{name}")
+            info.size = len(data)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return target

@@ -1,0 +1,88 @@
+"""The scan pipeline: raw bytes and NFC tags become masked scan messages and reach their flow."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.contract import DeviceRecord, Event, ScanMessage
+from agent.devices import DeviceRegistry
+from agent.normalise import Normaliser, Token
+from agent.scans import NFC_UID, ScanPipeline
+from agent.tokens import TokenVault
+from drivers.base import DeviceState, NdefRecord, RawScan, StatusChange, TagRead, TagRemoved
+
+
+class Lane:
+    def __init__(self) -> None:
+        self.scans: list[ScanMessage] = []
+        self.events: list[Event] = []
+        self.records: list[DeviceRecord] = []
+        self.flowed: list[tuple[Token, str]] = []
+        self.flow_ran = asyncio.Event()
+        self.vault = TokenVault()
+        devices = DeviceRegistry(self.records.append)
+        devices.add("nfc1", "nfc")
+        devices.add("scan1", "evdev")
+        self.pipeline = ScanPipeline(
+            Normaliser(),
+            self.vault,
+            devices,
+            self.scans.append,
+            self.events.append,
+            {"gift_voucher_token": self.flow, "gift_voucher_code": self.flow},
+        )
+
+    async def flow(self, token: Token, token_id: str) -> None:
+        self.flowed.append((token, token_id))
+        self.flow_ran.set()
+
+
+async def test_gift_url_on_an_nfc_tag_works_like_the_qr() -> None:
+    lane = Lane()
+    uri = NdefRecord(
+        "urn:nfc:wkt:U", b"\x04giftlocal.com/v/demo-gift-50", "https://giftlocal.com/v/demo-gift-50"
+    )
+    await lane.pipeline.handle(
+        TagRead("nfc1", bytes.fromhex("03FEFFE011223344"), "Type3Tag", (uri,))
+    )
+    scan = lane.scans[0]
+    assert scan.kind == "gift_voucher_token" and scan.symbology == "nfc"
+    assert scan.nfc is not None and scan.nfc.tag_type == "Type3Tag"
+    assert scan.nfc.uid.endswith("3344") and "03FEFFE0" not in scan.nfc.uid
+    assert (
+        scan.nfc.records[0].display is not None
+        and "demo-gift-50" not in scan.nfc.records[0].display
+    )
+    await asyncio.wait_for(lane.flow_ran.wait(), 5)
+    token, token_id = lane.flowed[0]
+    assert token.value == "demo-gift-50" and token_id == scan.token_id
+
+
+async def test_tag_without_text_is_identified_by_uid_and_removal_is_an_event() -> None:
+    lane = Lane()
+    uid = bytes.fromhex("04A224B2C33F80")
+    await lane.pipeline.handle(TagRead("nfc1", uid, "Type2Tag"))
+    assert lane.scans[0].kind == NFC_UID and lane.scans[0].value is None
+    entry = lane.vault.get(lane.scans[0].token_id or "")
+    assert entry is not None and entry.token.value == "04A224B2C33F80"
+    await lane.pipeline.handle(TagRemoved("nfc1", uid))
+    assert lane.events[0].type == "nfc.removed"
+    assert lane.events[0].data["uid"] == lane.scans[0].nfc.uid  # type: ignore[union-attr]
+
+
+async def test_counters_and_states_follow_driver_events() -> None:
+    lane = Lane()
+    await lane.pipeline.handle(StatusChange("scan1", DeviceState.CONNECTED))
+    await lane.pipeline.handle(RawScan("scan1", b"5901234123457\r"))
+    await lane.pipeline.handle(RawScan("scan1", b"\x00"))
+    last = lane.records[-1]
+    assert last.state is DeviceState.CONNECTED
+    assert (last.counters.scans, last.counters.rejects) == (2, 1)
+    assert lane.scans[0].value == "5901234123457"  # a product code is not a secret
+
+
+async def test_a_replugged_device_counts_a_reconnect() -> None:
+    lane = Lane()
+    for state in (DeviceState.CONNECTED, DeviceState.DISCONNECTED, DeviceState.CONNECTED):
+        await lane.pipeline.handle(StatusChange("scan1", state))
+    assert lane.records[-1].counters.reconnects == 1
