@@ -256,7 +256,10 @@ async def health(config: Config, out: TextIO) -> int:
     return 0 if all(ok for _, ok, _ in rows) else 1
 
 
-_SECRET_LINE = re.compile(r"^(\s*[\w.-]*(?:password|secret|token|api_key|key)\s*=\s*).*$", re.I)
+# Commented-out lines count too: a key pasted in and "disabled" with # is still a leak.
+_SECRET_LINE = re.compile(
+    r"^(\s*#?\s*[\w.-]*(?:password|secret|token|api_key|key)\s*=\s*).*$", re.I
+)
 
 
 def redact(text: str) -> str:
