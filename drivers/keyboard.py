@@ -317,20 +317,22 @@ class KeyboardScanner:
                 node.decoder.sync(node.device.active_keys())
             elif event.type == ecodes.EV_KEY and not node.resync:
                 now = event.timestamp()
-                if self.trace is not None:
-                    self._trace_key(node.path, event.code, event.value, now)
                 data = node.decoder.key(event.code, event.value, now)
+                if self.trace is not None:
+                    self._trace_key(node, event.code, event.value, now)
                 if data is not None:
                     out.append(RawScan(self.device_id, data))
         return out
 
-    def _trace_key(self, path: str, code: int, value: int, now: float) -> None:
+    def _trace_key(self, node: _Open, code: int, value: int, now: float) -> None:
+        """One line per key event: node, key, timing and the text decoded so far."""
         assert self.trace is not None
         name = ecodes.KEY.get(code, f"key {code}")
         state = ("up", "down", "repeat")[value] if 0 <= value <= 2 else str(value)
         gap = (now - self._last_key) * 1000 if self._last_key else 0.0
         self._last_key = now
-        self.trace(f"  {Path(path).name} {name} {state} (+{gap:.1f} ms)")
+        typed = node.decoder.pending
+        self.trace(f"  {Path(node.path).name} {name} {state} (+{gap:.1f} ms) {typed!r}")
 
     def _gone(self, node: _Open, error: OSError) -> StatusChange:
         node.decoder.dropped()  # half a barcode is no barcode

@@ -132,6 +132,11 @@ class WedgeDecoder:
         """
         self._held = {k for k in pressed if k in self._modifiers}
 
+    @property
+    def pending(self) -> str:
+        """The scan typed so far (for `lane-agent diag monitor`, which shows it key by key)."""
+        return "".join(self._text)
+
     def _pending(self) -> bool:
         return bool(self._text) or self._dead is not None
 
@@ -149,13 +154,16 @@ class WedgeDecoder:
     def _type(self, ch: str) -> None:
         if self._dead is not None:
             accent, self._dead = self._dead, None
-            combined = unicodedata.normalize("NFC", ch + accent)
             if ch == " ":
-                ch = DEAD_KEYS[accent]
-            elif ch in DEAD_KEYS or len(combined) != 1:
+                # The accent itself; for marks with no spacing form that is the bare mark,
+                # which must not turn into a dead key again.
                 self._text.append(DEAD_KEYS[accent])
-            else:
-                ch = combined
+                return
+            combined = unicodedata.normalize("NFC", ch + accent)
+            if ch not in DEAD_KEYS and len(combined) == 1:
+                self._text.append(combined)
+                return
+            self._text.append(DEAD_KEYS[accent])
         if ch in DEAD_KEYS:
             self._dead = ch
         else:

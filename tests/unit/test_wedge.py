@@ -338,3 +338,17 @@ def test_arbitrary_key_events_never_raise(layout: str, events: list[Event]) -> N
     decoder.dropped()
     decoder.sync([e.KEY_LEFTSHIFT])
     assert decoder.flush() is None
+
+
+def test_pending_shows_the_scan_typed_so_far() -> None:
+    decoder = WedgeDecoder("us")
+    feed(decoder, tap(e.KEY_A) + tap(e.KEY_1))
+    assert decoder.pending == "a1"
+    feed(decoder, tap(e.KEY_ENTER))
+    assert decoder.pending == ""
+
+
+def test_dead_key_space_of_a_mark_without_spacing_form_does_not_combine_later() -> None:
+    """Found by the round-trip property: dot below + space, then A, is '\u0323A', not 'Ạ'."""
+    events = encode("\u0323A", "gb")
+    assert feed(WedgeDecoder("gb"), events + tap(e.KEY_ENTER)) == ["\u0323A".encode()]
