@@ -256,7 +256,8 @@ class HidPosScanner:
                     if exc.errno in GONE:
                         return f"{target} went away: {exc.strerror}"
                     raise
-                post(bytes(report))
+                if report:  # a zero-length packet ends a transfer of full packets: no report
+                    post(bytes(report))
             return None
         finally:
             self._reading = None

@@ -18,11 +18,12 @@ NOBODY = 65534
 
 
 def diag(*args: str, as_nobody: bool = False, config: Path | None = None) -> tuple[int, str]:
-    command = [sys.executable, "-m", "agent", "diag", *args]
-    if config is not None:
-        command += ["--config", str(config)]
-    if as_nobody:
-        command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
+    argv = ["diag", *args] + (["--config", str(config)] if config is not None else [])
+    # Import as root, then become nobody: the checkout may sit in a directory nobody cannot
+    # enter (CI clones into a 0700 temp dir), while the device check must run unprivileged.
+    drop = f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); " if as_nobody else ""
+    code = f"import os, sys, agent.cli, agent.diag; {drop}sys.exit(agent.cli.main({argv!r}))"
+    command = [sys.executable, "-c", code]
     env = {**os.environ, "LANE_AGENT_CONFIG": "/nonexistent/lane-agent.toml"}
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False
@@ -60,6 +61,7 @@ def test_device_this_user_cannot_open_names_the_group_to_add(
     os.chown(keyboard.path, 0, group)
     os.chmod(keyboard.path, 0o660)
     _, out = diag("devices", as_nobody=True)
+    assert keyboard.path in out, out
     section = out[out.index(keyboard.path) :]
     assert "CANNOT OPEN: permission denied" in section
     assert "sudo usermod -aG" in section and "SupplementaryGroups=" in section

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import evdev
-import pytest
 from evdev import ecodes
 
-from tests.conftest import AgentProcess, Broker, Probe, write_config
-from tests.hardware.conftest import KeyboardFactory
+from tests.hardware.conftest import BASE, KeyboardFactory, Lane, connected, scan_of
 from tests.hardware.gadgets import UInputKeyboard
 
-BASE = "lane-agent/s1/l1"
 K = ecodes.ecodes
-
-ProbeFactory = Callable[..., Any]
 
 
 def device_toml(device_id: str = "scanner", **keys: str) -> str:
@@ -29,44 +20,11 @@ def device_toml(device_id: str = "scanner", **keys: str) -> str:
     return f"[devices.{device_id}]\n{body}"
 
 
-@pytest.fixture
-async def lane(
-    tmp_path: Path, broker: Broker, probe_factory: ProbeFactory
-) -> AsyncIterator[Callable[[str], Any]]:
-    """Start the agent with the given device tables; yields a probe subscribed to the lane."""
-    agents: list[AgentProcess] = []
-
-    async def start(devices: str) -> Probe:
-        config = write_config(tmp_path / "lane.toml", broker.port, extra=devices)
-        agent = AgentProcess(config, tmp_path / "agent.log")
-        agents.append(agent)
-        probe: Probe = await probe_factory(BASE)
-        agent.start()
-        await probe.topic("state", lambda d: d["state"] == "online")
-        return probe
-
-    yield start
-    for agent in agents:
-        if agent.process is not None:
-            agent.signal(signal.SIGTERM)
-
-
-async def scan_of(probe: Probe, device: str = "scanner", start: int = 0) -> dict[str, Any]:
-    _, scan = await probe.wait_for(
-        lambda t, d: t == f"{BASE}/scan" and d["device_id"] == device, start=start
-    )
-    return scan
-
-
-async def connected(probe: Probe, device: str = "scanner", start: int = 0) -> dict[str, Any]:
-    return await probe.topic(f"devices/{device}", lambda d: d["state"] == "connected", start)
-
-
 async def test_us_layout_shifted_characters_and_gs1_separator(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
+    uinput_keyboard: KeyboardFactory, lane: Lane
 ) -> None:
     keyboard = uinput_keyboard()
-    probe: Probe = await lane(device_toml(usb_id='"0c2e:0b61"'))
+    probe = await lane(device_toml(usb_id='"0c2e:0b61"'))
     await connected(probe)
     keyboard.type_text("https://example.com/A-b_C?x=1&y=%20\n")
     scan = await scan_of(probe)
@@ -80,10 +38,10 @@ async def test_us_layout_shifted_characters_and_gs1_separator(
     assert gs1["kind"] == "gs1" and gs1["ais"] == {"01": "09506000134352", "10": "ABC"}
 
 
-async def test_german_layout(uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]) -> None:
+async def test_german_layout(uinput_keyboard: KeyboardFactory, lane: Lane) -> None:
     """QWERTZ: y/z swapped; '/' Shift+7, ':' Shift+., '-' slash key, '?' Shift+ß, '=' Shift+0."""
     keyboard = uinput_keyboard(product=0x0B62)
-    probe: Probe = await lane(device_toml(usb_id='"0c2e:0b62"', layout='"de"'))
+    probe = await lane(device_toml(usb_id='"0c2e:0b62"', layout='"de"'))
     await connected(probe)
     shift = K["KEY_LEFTSHIFT"]
 
@@ -100,11 +58,9 @@ async def test_german_layout(uinput_keyboard: KeyboardFactory, lane: Callable[[s
     assert scan["value"] == "https://example.com/Yz-9?a=1"
 
 
-async def test_keypad_digits_and_keypad_enter(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
-) -> None:
+async def test_keypad_digits_and_keypad_enter(uinput_keyboard: KeyboardFactory, lane: Lane) -> None:
     keyboard = uinput_keyboard(product=0x0B63)
-    probe: Probe = await lane(device_toml(usb_id='"0c2e:0b63"'))
+    probe = await lane(device_toml(usb_id='"0c2e:0b63"'))
     await connected(probe)
     keyboard.type_keys([K[f"KEY_KP{d}"] for d in "5901234123457"] + [K["KEY_KPENTER"]])
     scan = await scan_of(probe)
@@ -112,10 +68,10 @@ async def test_keypad_digits_and_keypad_enter(
 
 
 async def test_scan_without_terminator_is_flushed_after_the_inter_key_timeout(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
+    uinput_keyboard: KeyboardFactory, lane: Lane
 ) -> None:
     keyboard = uinput_keyboard(product=0x0B64)
-    probe: Probe = await lane(
+    probe = await lane(
         device_toml(usb_id='"0c2e:0b64"', terminators="[]", inter_key_timeout="0.05")
     )
     await connected(probe)
@@ -125,12 +81,12 @@ async def test_scan_without_terminator_is_flushed_after_the_inter_key_timeout(
 
 
 async def test_grab_keeps_keystrokes_from_other_readers(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
+    uinput_keyboard: KeyboardFactory, lane: Lane
 ) -> None:
     keyboard = uinput_keyboard(product=0x0B65)
     bystander = evdev.InputDevice(keyboard.path)  # e.g. the console, or a login prompt
     try:
-        probe: Probe = await lane(device_toml(usb_id='"0c2e:0b65"'))
+        probe = await lane(device_toml(usb_id='"0c2e:0b65"'))
         await connected(probe)
         keyboard.type_text("https://example.com/grabbed\n")
         assert (await scan_of(probe))["value"] == "https://example.com/grabbed"
@@ -140,14 +96,14 @@ async def test_grab_keeps_keystrokes_from_other_readers(
 
 
 async def test_flood_of_scans_arrives_complete_and_once(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
+    uinput_keyboard: KeyboardFactory, lane: Lane
 ) -> None:
     count = 200
     keyboard = uinput_keyboard(product=0x0B66)
     # 4 ms per key report: a fast USB scanner (keyboards poll at 1-10 ms). At 1 ms the kernel's
     # 64-event buffer overflows here only because this VM is emulated, not virtualised.
     keyboard.report_interval = 0.004
-    probe: Probe = await lane(device_toml(usb_id='"0c2e:0b66"'))
+    probe = await lane(device_toml(usb_id='"0c2e:0b66"'))
     await connected(probe)
     typed = [f"http://e.co/{i}" for i in range(count)]
     started = time.monotonic()
@@ -168,10 +124,10 @@ async def test_flood_of_scans_arrives_complete_and_once(
 
 
 async def test_syn_dropped_discards_the_partial_scan_and_is_counted(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
+    uinput_keyboard: KeyboardFactory, lane: Lane
 ) -> None:
     keyboard = uinput_keyboard(product=0x0B67)
-    probe: Probe = await lane(device_toml(usb_id='"0c2e:0b67"'))
+    probe = await lane(device_toml(usb_id='"0c2e:0b67"'))
     await connected(probe)
     keyboard.type_text("https://example.com/half")  # no Enter yet: a partial scan
     keyboard.syn_dropped()
@@ -182,11 +138,9 @@ async def test_syn_dropped_discards_the_partial_scan_and_is_counted(
     assert scan["value"] == "https://example.com/whole"
 
 
-async def test_unplug_and_replug_is_picked_up(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
-) -> None:
+async def test_unplug_and_replug_is_picked_up(uinput_keyboard: KeyboardFactory, lane: Lane) -> None:
     keyboard: UInputKeyboard = uinput_keyboard(product=0x0B68)
-    probe: Probe = await lane(device_toml(usb_id='"0c2e:0b68"'))
+    probe = await lane(device_toml(usb_id='"0c2e:0b68"'))
     await connected(probe)
     mark = len(probe.messages)
     keyboard.unplug()
@@ -202,9 +156,9 @@ async def test_unplug_and_replug_is_picked_up(
 
 
 async def test_scanner_plugged_in_after_start_is_found(
-    uinput_keyboard: KeyboardFactory, lane: Callable[[str], Any]
+    uinput_keyboard: KeyboardFactory, lane: Lane
 ) -> None:
-    probe: Probe = await lane(device_toml(name='"Late Scanner*"'))
+    probe = await lane(device_toml(name='"Late Scanner*"'))
     waiting = await probe.topic("devices/scanner", lambda d: d["state"] == "disconnected")
     assert "waiting for it" in (waiting["last_error"] or "")
     keyboard = uinput_keyboard(name="Late Scanner 2000", product=0x0B69)
