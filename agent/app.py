@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo
-from agent.config import Config, DeviceSettings, FifoDeviceSettings, read_secret
+from agent.config import Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
     DeviceHealthParams,
     Event,
@@ -31,6 +31,7 @@ from agent.providers.base import GiftProvider
 from agent.providers.sandbox import SandboxLedger
 from agent.requests import RequestRouter, ResponseStore
 from agent.scans import FlowHandler, ScanPipeline
+from agent.secrets import read_secret
 from agent.supervisor import Supervisor
 from agent.systemd import Notifier, run_watchdog, watchdog_interval
 from agent.tokens import TokenVault

@@ -23,8 +23,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
-from agent.config import MqttSettings, Secret
+from agent.config import MqttSettings
 from agent.contract import AgentState, utc_now
+from agent.secrets import Secret
 
 log = logging.getLogger(__name__)
 

@@ -147,39 +147,12 @@ class Config(_Section):
         return [name for name, value in self.providers if value is not None]
 
 
-class Secret:
-    """A secret value that never prints itself, so it cannot leak through logs or reprs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
 class ConfigError(Exception):
     """Raised with every problem found; each line names its key path."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-def read_secret(path: Path | None, credential: str) -> Secret | None:
-    """Read a secret from an explicit file, else from systemd's credentials directory."""
-    if path is None:
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not creds or not (Path(creds) / credential).is_file():
-            return None
-        path = Path(creds) / credential
-    return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -31,8 +31,9 @@ import aiomqtt
 
 from agent import __version__
 from agent.app import build_driver, build_gift_provider
-from agent.config import Config, DeviceSettings, FifoDeviceSettings, read_secret
+from agent.config import Config, DeviceSettings, FifoDeviceSettings
 from agent.normalise import Normaliser, escape
+from agent.secrets import read_secret
 from drivers.base import (
     DriverEvent,
     DroppedInput,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ErrorCode(enum.StrEnum):
@@ -26,10 +27,15 @@ class ErrorCode(enum.StrEnum):
 class LaneError(Exception):
     """An error with a code from the vocabulary and a message a cashier can read."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, *, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # Machine-readable facts the POS can act on, e.g. {"available": 1250, "currency": "USD"}
+        # with insufficient_balance so it can offer a partial payment.
+        self.details = details
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code.value!r}, {self.message!r})"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.config import ConfigError, load_config, read_secret
+from agent.config import ConfigError, load_config
+from agent.secrets import read_secret
 
 MINIMAL = """\
 [lane]

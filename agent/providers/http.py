@@ -1,0 +1,139 @@
+"""The HTTP seam every remote provider adapter goes through: timeouts, secrets, and the mapping
+from transport failures to the error vocabulary.
+
+What a failure means for money depends on whether the request may have been applied:
+
+- nothing was sent (connection refused, DNS, connect timeout), or the provider answered 503:
+  `provider_unavailable`, safe to retry;
+- the request was sent and no answer came back (read timeout, connection reset or closed):
+  for a read, `provider_unavailable`; for a write, `unknown_outcome`, because the provider may
+  have applied it, and likewise a write answered 500, 502 or 504. Callers resolve that before
+  any retry; they never retry blindly.
+
+Every call is bounded by `timeout` seconds in total (httpx's own timeouts are per phase, so a
+provider dripping bytes could otherwise hold a lane for ever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from agent.errors import ErrorCode, ProviderError
+
+log = logging.getLogger(__name__)
+
+# A write answered with these may have been applied (an internal error part-way, or a gateway
+# that gave up waiting); 503 and the rest say the provider did not take it.
+MAYBE_APPLIED = frozenset({500, 502, 504})
+
+
+class HttpProviderSettings(BaseModel):
+    """Keys every remote provider table shares; adapters subclass it with their own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: HttpUrl
+    api_key_file: Path | None = Field(
+        None,
+        description="file holding the API key; default: the systemd credential named "
+        "`<provider>-api-key`",
+    )
+    timeout: float = Field(
+        8.0, gt=0, le=120, description="seconds for a whole call, answer included"
+    )
+    connect_timeout: float = Field(3.0, gt=0, le=60)
+
+
+class ProviderClient:
+    """One provider's HTTP client: `await client.call("POST", path, json=..., write=True)`."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: HttpProviderSettings,
+        *,
+        headers: dict[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.timeout = settings.timeout
+        self._http = httpx.AsyncClient(
+            base_url=str(settings.base_url),
+            headers=headers,
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        write: bool,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request; return any answer below 500 for the adapter to interpret."""
+        what = f"{self.name} {method} {path}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._http.request(method, path, json=json, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            log.warning("%s: not sent: %s", what, type(exc).__name__)
+            raise ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"{self.name} cannot be reached; nothing was sent. Try again.",
+            ) from exc
+        except (TimeoutError, httpx.TransportError) as exc:
+            log.warning("%s: sent, no answer: %s", what, type(exc).__name__ or "timeout")
+            if write:
+                raise ProviderError(
+                    ErrorCode.UNKNOWN_OUTCOME,
+                    f"{self.name} did not answer; it may have applied the request. "
+                    "Do not retry until it is checked.",
+                ) from exc
+            raise ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"{self.name} did not answer in time. Try again."
+            ) from exc
+        status = response.status_code
+        if status >= 500:
+            log.warning("%s: HTTP %s", what, status)
+            if write and status in MAYBE_APPLIED:
+                raise ProviderError(
+                    ErrorCode.UNKNOWN_OUTCOME,
+                    f"{self.name} failed mid-request (HTTP {status}); it may have applied it. "
+                    "Do not retry until it is checked.",
+                )
+            raise ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"{self.name} is having trouble (HTTP {status}). Try again.",
+            )
+        return response
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def error_message(response: httpx.Response, default: str) -> str:
+    """The provider's own words from an error body, whichever of the usual shapes it uses:
+    `{"error": "..."}`, `{"error": {"message": ...}}`, `{"message": ...}` or `["..."]`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return default
+    if isinstance(body, list) and body and all(isinstance(x, str) for x in body):
+        return "; ".join(body)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, str):
+            return error
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return default
