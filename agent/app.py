@@ -26,7 +26,9 @@ from agent.contract import (
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
 from agent.flows.gift import GIFT_KINDS, GiftFlow
+from agent.flows.orders import OrderDesk, OrderFlow
 from agent.normalise import Normaliser, unescape
+from agent.orders import OrderBook
 from agent.providers.base import GiftProvider
 from agent.providers.sandbox import SandboxLedger
 from agent.requests import RequestRouter, ResponseStore
@@ -111,6 +113,8 @@ class LaneAgent:
             if self.gift_provider is not None
             else None
         )
+        order_flows: list[OrderFlow] = []
+        self.orders = OrderDesk(OrderBook(state_dir / "orders.sqlite"), order_flows, self._emit)
         flows: dict[str, FlowHandler] = {}
         if self.gift is not None:
             flows |= dict.fromkeys(GIFT_KINDS, self.gift.on_scan)
@@ -130,6 +134,9 @@ class LaneAgent:
                 "gift.validate": self._gift_op(lambda g: g.validate),
                 "gift.redeem": self._gift_op(lambda g: g.redeem),
                 "gift.reverse": self._gift_op(lambda g: g.reverse),
+                "order.update": self.orders.update,
+                "order.paid": self.orders.paid,
+                "order.void": self.orders.void,
                 "device.health": self._device_health,
             },
             max_payload=config.mqtt.max_payload,

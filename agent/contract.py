@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.errors import ErrorCode
+from agent.errors import ErrorCode, LaneError
+from agent.orders import OrderSnapshot, OrderStatus
 from agent.providers.base import GiftStatus, Redemption, Reversal
 from drivers.base import DeviceState, HealthLevel
 
@@ -106,7 +107,15 @@ class ScanMessage(Envelope):
 
 
 EventType = Literal[
-    "gift.validated", "gift.invalid", "gift.redeemed", "gift.reversed", "nfc.removed"
+    "gift.validated",
+    "gift.invalid",
+    "gift.redeemed",
+    "gift.reversed",
+    "nfc.removed",
+    "order.updated",
+    "order.committed",
+    "order.voided",
+    "order.abandoned",
 ]
 
 
@@ -145,6 +154,39 @@ class NfcRemovedData(_Payload):
     uid: str = Field(description="masked tag UID, as in the scan's `nfc.uid`")
 
 
+class OrderInfo(_Payload):
+    order_id: str
+    status: OrderStatus
+    total: int = Field(description="minor units, tax included")
+    currency: str
+    lines: int = Field(description="number of lines")
+
+
+class StepOutcome(_Payload):
+    """One provider call an order's closing made (a commit, a capture, a release...)."""
+
+    flow: str = Field(description="gift, card, coupons or loyalty")
+    provider: str
+    step: str = Field(description="e.g. capture, commit, checkin, receipt, release, reverse")
+    ok: bool
+    detail: str = Field(description="what happened, for the cashier or the support log")
+    error: ErrorBody | None = None
+
+
+class OrderClosedData(_Payload):
+    """`order.committed` after `order.paid`, `order.voided` after `order.void`, and
+    `order.abandoned` when a new order id replaced an open order: what each flow did."""
+
+    order: OrderInfo
+    steps: list[StepOutcome]
+    reason: str | None = None
+
+
+class OrderUpdatedData(_Payload):
+    order: OrderInfo
+    replaced: str | None = Field(None, description="the open order this one replaced, if any")
+
+
 class Event(Envelope):
     """`{base}/event`: a flow outcome, QoS 1, not retained. `data` depends on `type`."""
 
@@ -158,6 +200,10 @@ EVENT_DATA: dict[str, type[_Payload]] = {
     "gift.redeemed": GiftRedeemedData,
     "gift.reversed": GiftReversedData,
     "nfc.removed": NfcRemovedData,
+    "order.updated": OrderUpdatedData,
+    "order.committed": OrderClosedData,
+    "order.voided": OrderClosedData,
+    "order.abandoned": OrderClosedData,
 }
 
 
@@ -182,21 +228,35 @@ class GiftValidateParams(Request):
 
 
 class GiftRedeemParams(Request):
-    """Exactly one of `amount` (monetary gifts, minor units) or `quantity` (item gifts)."""
+    """`amount` (monetary gifts and gift cards, minor units) or `quantity` (item gifts). For a
+    gift card payment `amount` may be left out: the agent then pays what is left of the open
+    order's total (tax included)."""
 
     token_id: str
     amount: int | None = Field(None, gt=0, description="minor units, e.g. cents")
     quantity: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _one_of(self) -> GiftRedeemParams:
-        if (self.amount is None) == (self.quantity is None):
-            raise ValueError("give exactly one of amount (minor units) or quantity")
+    def _at_most_one(self) -> GiftRedeemParams:
+        if self.amount is not None and self.quantity is not None:
+            raise ValueError("give amount (minor units) or quantity, not both")
         return self
 
 
 class GiftReverseParams(Request):
     transaction_id: str = Field(min_length=1, max_length=128)
+
+
+class OrderUpdateParams(Request, OrderSnapshot):
+    """The whole order as the POS has it now (after store promotions), sent on every change.
+    A new `order_id` starts a new order; the lane keeps one open order at a time."""
+
+    def snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot.model_validate(self.model_dump(exclude={"request_id"}))
+
+
+class OrderCloseParams(Request):
+    order_id: str = Field(min_length=1, max_length=64)
 
 
 class DeviceHealthParams(Request):
@@ -209,6 +269,15 @@ class ErrorBody(_Payload):
     message: str = Field(
         description="readable by a cashier; the provider's own words when it gave any"
     )
+    details: dict[str, Any] | None = Field(
+        None,
+        description="facts the POS can act on, e.g. `available` and `currency` with "
+        "insufficient_balance so it can offer a partial payment",
+    )
+
+    @classmethod
+    def of(cls, exc: LaneError) -> ErrorBody:
+        return cls(code=exc.code, message=exc.message, details=exc.details)
 
 
 class Response(_Payload):
@@ -247,6 +316,11 @@ class ValidateResult(_Payload):
     gift: GiftStatus
 
 
+class OrderResult(_Payload):
+    order: OrderInfo
+    replaced: str | None = Field(None, description="the open order this one replaced, if any")
+
+
 @dataclass(frozen=True)
 class OpSpec:
     params: type[Request]
@@ -267,12 +341,26 @@ OPS: dict[str, OpSpec] = {
     "gift.reverse": OpSpec(
         GiftReverseParams, ReverseResult, "reverse a redemption by its transaction id"
     ),
+    "order.update": OpSpec(
+        OrderUpdateParams, OrderResult, "open or update the lane's order (lines, amounts)"
+    ),
+    "order.paid": OpSpec(
+        OrderCloseParams,
+        OrderClosedData,
+        "the order is paid: commit loyalty redemptions, check in, capture coupons",
+    ),
+    "order.void": OpSpec(
+        OrderCloseParams,
+        OrderClosedData,
+        "the order is voided: release coupons, unlock the basket, reverse card payments",
+    ),
     "device.health": OpSpec(
         DeviceHealthParams, HealthResult, "health checks of devices, broker and providers"
     ),
 }
 
 GiftInvalidData.model_rebuild()
+StepOutcome.model_rebuild()
 
 
 TOPICS: dict[str, tuple[str, type[_Payload], str]] = {

@@ -9,15 +9,24 @@ minor units; `total` includes tax, as K-Series' `pos_getCurrentAccount` does.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.errors import ErrorCode, LaneError
+
+_S = TypeVar("_S", bound=BaseModel)
 
 
 class OrderStatus(enum.StrEnum):
     OPEN = "open"
     PAID = "paid"
     VOID = "void"
+    ABANDONED = "abandoned"  # another order id was opened while this one was still open
 
 
 class OrderLine(BaseModel):
@@ -62,3 +71,126 @@ class Order(BaseModel):
     @property
     def order_id(self) -> str:
         return self.snapshot.order_id
+
+
+class OrderBook:
+    """The lane's orders and each flow's state for them, in SQLite so a restart resumes them.
+
+    Flow state is a small JSON document per (order, flow): the PETZ authorization, the Punchh
+    guest and the snapshot its redemption query used, the card payments made. It is written
+    before the flow's next step depends on it (`synchronous=FULL`).
+    """
+
+    def __init__(self, path: Path, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._now = now
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def current(self) -> Order | None:
+        """The open order, if any."""
+        row = self._db.execute(
+            "SELECT body FROM orders WHERE status = 'open' ORDER BY opened_at DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else Order.model_validate_json(row[0])
+
+    def get(self, order_id: str) -> Order | None:
+        row = self._db.execute("SELECT body FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return None if row is None else Order.model_validate_json(row[0])
+
+    def update(self, snapshot: OrderSnapshot) -> tuple[Order, Order | None]:
+        """Record the POS's latest view of an order; return it and the open order it replaced
+        (another order id still open), which the caller closes as abandoned."""
+        existing = self.get(snapshot.order_id)
+        if existing is not None and existing.status is not OrderStatus.OPEN:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST,
+                f"order {snapshot.order_id} is already {existing.status}; start a new order id",
+            )
+        previous = self.current()
+        replaced = (
+            previous if previous is not None and previous.order_id != snapshot.order_id else None
+        )
+        order = (
+            existing.model_copy(update={"snapshot": snapshot})
+            if existing is not None
+            else Order(snapshot=snapshot, opened_at=self._now())
+        )
+        self._save(order)
+        return order, replaced
+
+    def close(self, order_id: str, status: OrderStatus) -> Order:
+        """Mark the order paid, void or abandoned; closing it again the same way is a no-op."""
+        order = self.require(order_id)
+        if order.status is status:
+            return order
+        if order.status is not OrderStatus.OPEN:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST, f"order {order_id} is already {order.status}"
+            )
+        closed = order.model_copy(update={"status": status, "closed_at": self._now()})
+        self._save(closed)
+        return closed
+
+    def require(self, order_id: str) -> Order:
+        order = self.get(order_id)
+        if order is None:
+            raise LaneError(
+                ErrorCode.NOT_FOUND,
+                f"order {order_id} is unknown on this lane; send order.update first",
+            )
+        return order
+
+    def require_open(self) -> Order:
+        order = self.current()
+        if order is None:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST, "no open order on this lane; send order.update first"
+            )
+        return order
+
+    def flow_state(self, order_id: str, flow: str, model: type[_S]) -> _S | None:
+        row = self._db.execute(
+            "SELECT body FROM flow_state WHERE order_id = ? AND flow = ?", (order_id, flow)
+        ).fetchone()
+        return None if row is None else model.model_validate_json(row[0])
+
+    def save_flow_state(self, order_id: str, flow: str, state: BaseModel) -> None:
+        self._db.execute(
+            "INSERT INTO flow_state VALUES (?, ?, ?) ON CONFLICT (order_id, flow) "
+            "DO UPDATE SET body = excluded.body",
+            (order_id, flow, state.model_dump_json()),
+        )
+
+    def close_db(self) -> None:
+        self._db.close()
+
+    def _save(self, order: Order) -> None:
+        self._db.execute(
+            "INSERT INTO orders VALUES (?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+            "status = excluded.status, opened_at = excluded.opened_at, body = excluded.body",
+            (
+                order.order_id,
+                order.status.value,
+                order.opened_at.isoformat(),
+                order.model_dump_json(),
+            ),
+        )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id  TEXT PRIMARY KEY,
+    status    TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_state (
+    order_id TEXT NOT NULL,
+    flow     TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    PRIMARY KEY (order_id, flow)
+);
+"""

@@ -156,7 +156,7 @@ class RequestRouter:
         try:
             result = await self._handlers[op](params)
         except LaneError as exc:
-            return error_response(params.request_id, exc.code, exc.message)
+            return Response(request_id=params.request_id, status="error", error=ErrorBody.of(exc))
         except Exception:
             log.exception("op %s (request %s) failed", op, params.request_id)
             return error_response(

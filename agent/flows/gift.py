@@ -72,7 +72,7 @@ class GiftFlow:
                 token_id=token_id,
                 display=shown,
                 provider=self.provider.name,
-                error=ErrorBody(code=exc.code, message=exc.message),
+                error=ErrorBody.of(exc),
             )
             self._emit(Event(type="gift.invalid", data=data.model_dump(mode="json")))
             return
@@ -101,6 +101,11 @@ class GiftFlow:
         return ValidateResult(provider=self.provider.name, gift=gift)
 
     async def redeem(self, params: GiftRedeemParams) -> RedeemResult:
+        if params.amount is None and params.quantity is None:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST,
+                "give amount (minor units) for a monetary gift or quantity for an item gift",
+            )
         token = self._token(params.token_id)
         gift = await self.provider.validate(gift_ref(token), location=self._location)
         _check_redeemable(gift)

@@ -169,6 +169,9 @@ async def test_malformed_requests_get_errors_and_the_agent_keeps_serving(
     assert huge["error"]["code"] == "invalid_request" and "limit" in huge["error"]["message"]
     still = await scan(probe, MONETARY)
     assert still["valid"] is True
+    neither = await probe.request("gift.redeem", {"token_id": still["token_id"]})
+    assert neither["error"]["code"] == "invalid_request"
+    assert "amount" in neither["error"]["message"]
 
 
 async def test_mqtt5_response_topic_and_correlation_data(

@@ -112,9 +112,9 @@ async def test_same_request_id_for_another_op_is_refused(tmp_path: Path) -> None
         ("nope", body(request_id="a"), ErrorCode.UNKNOWN_OP, "known ops"),
         (
             "gift.redeem",
-            body(request_id="a", token_id="t"),
+            body(request_id="a", token_id="t", amount=1, quantity=1),
             ErrorCode.INVALID_REQUEST,
-            "exactly one",
+            "not both",
         ),
         (
             "gift.redeem",
