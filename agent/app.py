@@ -25,7 +25,7 @@ from agent.contract import (
 )
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
-from agent.flows.gift import GIFT_KINDS, GiftFlow
+from agent.flows.gift import GiftFlow
 from agent.flows.orders import OrderDesk, OrderFlow
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
@@ -50,10 +50,7 @@ log = logging.getLogger(__name__)
 
 def build_gift_provider(config: Config) -> GiftProvider | None:
     """The provider the config names for gifts; the sandbox ledger when it is the only one."""
-    configured = config.configured_providers()
-    name = config.flows.gift or (configured[0] if len(configured) == 1 else None)
-    if name is None and "sandbox" in configured:
-        name = "sandbox"
+    name = config.flow_provider("gift")
     if name == "sandbox" and config.providers.sandbox is not None:
         settings = config.providers.sandbox
         return SandboxLedger(
@@ -115,9 +112,12 @@ class LaneAgent:
         )
         order_flows: list[OrderFlow] = []
         self.orders = OrderDesk(OrderBook(state_dir / "orders.sqlite"), order_flows, self._emit)
-        flows: dict[str, FlowHandler] = {}
+        on_scan: dict[str, FlowHandler] = {}
         if self.gift is not None:
-            flows |= dict.fromkeys(GIFT_KINDS, self.gift.on_scan)
+            on_scan["gift"] = self.gift.on_scan
+        flows = {
+            kind: on_scan[flow] for kind, flow in config.kind_routes().items() if flow in on_scan
+        }
         self.pipeline = ScanPipeline(
             Normaliser(config.normaliser),
             self.vault,

@@ -11,7 +11,7 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +21,14 @@ from drivers.hidpos import HidPosSettings
 from drivers.keyboard import KeyboardSettings
 from drivers.nfc_reader import NfcSettings
 from drivers.serial_port import SerialSettings
+
+# Which provider types can run each flow.
+FLOW_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "gift": ("sandbox", "giftlocal"),
+    "card": ("kseries",),
+    "coupons": ("petz",),
+    "loyalty": ("punchh",),
+}
 
 DEFAULT_CONFIG_PATH = Path("/etc/lane-agent/lane-agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/lane-agent")
@@ -104,9 +112,23 @@ class ProvidersSettings(_Section):
     sandbox: SandboxSettings | None = None
 
 
+FlowName = Literal["gift", "card", "coupons", "loyalty"]
+FLOW_NAMES: tuple[FlowName, ...] = ("gift", "card", "coupons", "loyalty")
+
+
 class FlowSettings(_Section):
+    """Which configured provider runs each flow, and which token kinds go to which flow."""
+
     gift: str | None = Field(
-        None, description="provider for gift codes; default: the only configured one"
+        None, description="provider for gift vouchers (sandbox, giftlocal); default: sandbox"
+    )
+    card: str | None = Field(None, description="provider for gift card payments (kseries)")
+    coupons: str | None = Field(None, description="provider for coupons (petz)")
+    loyalty: str | None = Field(None, description="provider for loyalty (punchh)")
+    routes: dict[str, Literal["gift", "card", "coupons", "loyalty", "none"]] = Field(
+        default_factory=dict,
+        description='token kind -> flow, overriding the defaults (e.g. phone = "loyalty"; '
+        '"none" only publishes the scan)',
     )
 
 
@@ -145,6 +167,36 @@ class Config(_Section):
 
     def configured_providers(self) -> list[str]:
         return [name for name, value in self.providers if value is not None]
+
+    def flow_provider(self, flow: FlowName) -> str | None:
+        """The provider running `flow`: the one `[flows]` names, else the only configured
+        provider able to run it (so a lane with just `[providers.punchh]` needs no [flows])."""
+        named: str | None = getattr(self.flows, flow)
+        if named is not None:
+            return named
+        able = [p for p in self.configured_providers() if p in FLOW_PROVIDERS[flow]]
+        return able[0] if len(able) == 1 else None
+
+    def kind_routes(self) -> dict[str, FlowName]:
+        """Token kind -> flow, for flows that have a provider: defaults, then `[flows.routes]`."""
+        has = {flow for flow in FLOW_NAMES if self.flow_provider(flow) is not None}
+
+        def first(*flows: FlowName) -> FlowName | None:
+            return next((f for f in flows if f in has), None)
+
+        defaults: dict[str, FlowName | None] = {
+            "gift_voucher_code": first("gift", "card"),
+            "gift_voucher_token": first("gift"),
+            "nfc_uid": first("card"),
+            "loyalty_card": first("loyalty", "card"),
+            "loyalty_user_qr": first("loyalty"),
+            "loyalty_single_scan": first("loyalty"),
+            "loyalty_redemption_code": first("loyalty"),
+            "email": first("loyalty"),
+            "phone": first("coupons", "loyalty"),
+        }
+        merged: dict[str, str | None] = {**defaults, **self.flows.routes}
+        return {k: cast(FlowName, f) for k, f in merged.items() if f not in (None, "none")}
 
 
 class ConfigError(Exception):
@@ -217,12 +269,29 @@ def _check_secrets(config: Config) -> list[str]:
 
 
 def _check_flows(config: Config) -> list[str]:
+    problems = []
     configured = config.configured_providers()
-    gift = config.flows.gift
-    if gift is not None and gift not in configured:
-        known = ", ".join(configured) or "none"
-        return [f"flows.gift: provider '{gift}' is not configured under [providers] ({known})"]
-    return []
+    known = ", ".join(configured) or "none"
+    for flow in FLOW_NAMES:
+        name = getattr(config.flows, flow)
+        able = [p for p in configured if p in FLOW_PROVIDERS[flow]]
+        if name is None and len(able) > 1:
+            problems.append(f"flows.{flow}: set it to one of {', '.join(able)}")
+        if name is None:
+            continue
+        if name not in configured:
+            problems.append(
+                f"flows.{flow}: provider '{name}' is not configured under [providers] ({known})"
+            )
+        elif name not in FLOW_PROVIDERS[flow]:
+            fits = ", ".join(FLOW_PROVIDERS[flow])
+            problems.append(f"flows.{flow}: provider '{name}' cannot run it (use one of: {fits})")
+    for kind, target in config.flows.routes.items():
+        if target != "none" and config.flow_provider(target) is None:
+            problems.append(
+                f"flows.routes.{kind}: flow '{target}' has no provider (set flows.{target})"
+            )
+    return problems
 
 
 def load_config(path: Path) -> Config:

@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import REPO, free_port
 
+# A bound, not a timing check: a loaded CI machine starts the demo's broker and agent slowly.
+DEMO_WAIT = 60.0
+
 
 class DemoSession:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
@@ -19,7 +22,7 @@ class DemoSession:
     async def expect(self, text: str) -> str:
         """Read the live view until a line contains `text`; return that line."""
         assert self.proc.stdout is not None
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(DEMO_WAIT):
             while True:
                 raw = await self.proc.stdout.readline()
                 if not raw:
@@ -71,7 +74,7 @@ async def test_demo_validates_redeems_and_reverses_a_keyed_voucher(
         reversed_ = await demo.expect("[event]    gift.reversed")
         assert "$50.00 available" in reversed_
         await demo.type("quit")
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(DEMO_WAIT):
             assert await proc.wait() == 0
     finally:
         if proc.returncode is None:

@@ -127,3 +127,29 @@ def test_run_refuses_to_start_on_a_bad_config_with_the_same_messages(
     bad = write(tmp_path, MINIMAL.replace("1883", "99999"))
     assert main(["run", "--config", str(bad)]) == 2
     assert "mqtt.port: must be 1..65535" in capsys.readouterr().err
+
+
+def test_default_routes_follow_the_configured_flows(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.flow_provider("gift") == "sandbox"
+    assert config.kind_routes() == {"gift_voucher_code": "gift", "gift_voucher_token": "gift"}
+
+
+def test_routes_override_defaults_and_none_switches_a_kind_off(tmp_path: Path) -> None:
+    text = MINIMAL + '[flows.routes]\ngift_voucher_token = "none"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.kind_routes() == {"gift_voucher_code": "gift"}
+
+
+def test_route_to_a_flow_without_provider_is_a_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + '[flows.routes]\nphone = "coupons"\n')
+    assert found == ["flows.routes.phone: flow 'coupons' has no provider (set flows.coupons)"]
+    unknown = problems(tmp_path, MINIMAL + '[flows.routes]\nemail = "wallet"\n')
+    assert unknown == [
+        "flows.routes.email: Input should be 'gift', 'card', 'coupons', 'loyalty' or 'none'"
+    ]
+
+
+def test_provider_that_cannot_run_the_flow_is_a_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + '[flows]\nloyalty = "sandbox"\n')
+    assert found == ["flows.loyalty: provider 'sandbox' cannot run it (use one of: punchh)"]
