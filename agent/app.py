@@ -7,10 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from pydantic import BaseModel
+from typing import Protocol
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo
@@ -18,18 +15,26 @@ from agent.config import Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
     DeviceHealthParams,
     Event,
+    GiftRedeemParams,
+    GiftReverseParams,
+    GiftValidateParams,
     HealthItem,
     HealthResult,
+    RedeemResult,
+    ReverseResult,
     ScanInjectParams,
     ScanMessage,
+    ValidateResult,
 )
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
+from agent.flows.card import CardFlow
 from agent.flows.gift import GiftFlow
 from agent.flows.orders import OrderDesk, OrderFlow
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
 from agent.providers.base import GiftProvider
+from agent.providers.kseries import KSeriesCardProvider
 from agent.providers.sandbox import SandboxLedger
 from agent.requests import RequestRouter, ResponseStore
 from agent.scans import FlowHandler, ScanPipeline
@@ -46,6 +51,16 @@ from drivers.nfc_reader import NfcReader, NfcSettings
 from drivers.serial_port import SerialScanner, SerialSettings
 
 log = logging.getLogger(__name__)
+
+
+class Provider(Protocol):
+    """What the agent itself needs of every provider, whatever its flow."""
+
+    name: str
+
+    async def check_health(self) -> tuple[bool, str]: ...
+
+    async def aclose(self) -> None: ...
 
 
 def build_gift_provider(config: Config) -> GiftProvider | None:
@@ -110,14 +125,31 @@ class LaneAgent:
             if self.gift_provider is not None
             else None
         )
+        routes = config.kind_routes()
+        book = OrderBook(state_dir / "orders.sqlite")
         order_flows: list[OrderFlow] = []
-        self.orders = OrderDesk(OrderBook(state_dir / "orders.sqlite"), order_flows, self._emit)
         on_scan: dict[str, FlowHandler] = {}
         if self.gift is not None:
             on_scan["gift"] = self.gift.on_scan
-        flows = {
-            kind: on_scan[flow] for kind, flow in config.kind_routes().items() if flow in on_scan
-        }
+        self.card: CardFlow | None = None
+        if config.providers.kseries is not None and config.flow_provider("card") == "kseries":
+            self.card = CardFlow(
+                KSeriesCardProvider(config.providers.kseries),
+                self.vault,
+                book,
+                self._emit,
+                kinds=frozenset(k for k, flow in routes.items() if flow == "card"),
+                reference_prefix=f"{config.lane.store}:{config.lane.lane}",
+            )
+            order_flows.append(self.card)
+            on_scan["card"] = self.card.on_scan
+        self.orders = OrderDesk(book, order_flows, self._emit)
+        self.providers: list[Provider] = []
+        if self.gift_provider is not None:
+            self.providers.append(self.gift_provider)
+        if self.card is not None:
+            self.providers.append(self.card.provider)
+        flows = {kind: on_scan[flow] for kind, flow in routes.items() if flow in on_scan}
         self.pipeline = ScanPipeline(
             Normaliser(config.normaliser),
             self.vault,
@@ -131,9 +163,9 @@ class LaneAgent:
             ResponseStore(state_dir / "requests.sqlite"),
             {
                 "scan.inject": self._scan_inject,
-                "gift.validate": self._gift_op(lambda g: g.validate),
-                "gift.redeem": self._gift_op(lambda g: g.redeem),
-                "gift.reverse": self._gift_op(lambda g: g.reverse),
+                "gift.validate": self._validate,
+                "gift.redeem": self._redeem,
+                "gift.reverse": self._reverse,
                 "order.update": self.orders.update,
                 "order.paid": self.orders.paid,
                 "order.void": self.orders.void,
@@ -154,18 +186,29 @@ class LaneAgent:
     async def _scan_inject(self, params: ScanInjectParams) -> ScanMessage:
         return self.pipeline.scan(self.keyed.scan(params.data.encode(), params.symbology))
 
-    def _gift_op(
-        self, pick: Callable[[GiftFlow], Callable[[Any], Awaitable[BaseModel]]]
-    ) -> Callable[[Any], Awaitable[BaseModel]]:
-        async def handler(params: Any) -> BaseModel:
-            if self.gift is None:
-                raise LaneError(
-                    ErrorCode.NOT_CONFIGURED,
-                    "no gift provider is configured on this lane ([providers] in the config)",
-                )
-            return await pick(self.gift)(params)
+    async def _validate(self, params: GiftValidateParams) -> ValidateResult:
+        if self.card is not None and self.card.handles(params.token_id):
+            return await self.card.validate(params)
+        return await self._gift_flow().validate(params)
 
-        return handler
+    async def _redeem(self, params: GiftRedeemParams) -> RedeemResult:
+        """A gift card payment when the token was routed to the card flow, else a voucher."""
+        if self.card is not None and self.card.handles(params.token_id):
+            return await self.card.redeem(params)
+        return await self._gift_flow().redeem(params)
+
+    def _gift_flow(self) -> GiftFlow:
+        if self.gift is None:
+            raise LaneError(
+                ErrorCode.NOT_CONFIGURED,
+                "no gift provider is configured on this lane ([providers] in the config)",
+            )
+        return self.gift
+
+    async def _reverse(self, params: GiftReverseParams) -> ReverseResult:
+        if self.card is not None and self.card.owns(params.transaction_id):
+            return await self.card.reverse(params)
+        return await self._gift_flow().reverse(params)
 
     async def _device_health(self, params: DeviceHealthParams) -> HealthResult:
         items: list[HealthItem] = []
@@ -178,11 +221,9 @@ class LaneAgent:
         if params.device_id is None:
             connected = self.bus.connected.is_set()
             items.append(HealthItem(name="broker", ok=connected, detail=self._broker_detail()))
-            if self.gift_provider is not None:
-                ok, detail = await self.gift_provider.check_health()
-                items.append(
-                    HealthItem(name=f"provider:{self.gift_provider.name}", ok=ok, detail=detail)
-                )
+            for provider in self.providers:
+                ok, detail = await provider.check_health()
+                items.append(HealthItem(name=f"provider:{provider.name}", ok=ok, detail=detail))
         return HealthResult(ok=all(i.ok for i in items), items=items)
 
     def _broker_detail(self) -> str:
@@ -224,14 +265,14 @@ class LaneAgent:
             bus_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await bus_task
-            if self.gift_provider is not None:
-                await self.gift_provider.aclose()
+            for provider in self.providers:
+                await provider.aclose()
 
     def _ready_status(self) -> str:
         devices = ", ".join(d.device_id for d in self.drivers)
-        provider = self.gift_provider.name if self.gift_provider else "none"
+        providers = ", ".join(p.name for p in self.providers) or "none"
         broker = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
-        return f"{self.config.base_topic} on {broker}; devices: {devices}; gift: {provider}"
+        return f"{self.config.base_topic} on {broker}; devices: {devices}; providers: {providers}"
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

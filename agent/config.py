@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, cast, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.normalise import NormaliserSettings
+from agent.providers.kseries import KSeriesSettings
 from agent.providers.sandbox import SandboxSettings
 from drivers.hidpos import HidPosSettings
 from drivers.keyboard import KeyboardSettings
@@ -110,6 +111,7 @@ DEVICE_TYPES = ("fifo", "evdev", "serial", "hidpos", "nfc")
 
 class ProvidersSettings(_Section):
     sandbox: SandboxSettings | None = None
+    kseries: KSeriesSettings | None = None
 
 
 FlowName = Literal["gift", "card", "coupons", "loyalty"]

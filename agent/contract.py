@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agent.errors import ErrorCode, LaneError
 from agent.orders import OrderSnapshot, OrderStatus
 from agent.providers.base import GiftStatus, Redemption, Reversal
+from agent.providers.cards import CardBalance, CardRedemption, CardReversal
 from drivers.base import DeviceState, HealthLevel
 
 
@@ -112,6 +113,9 @@ EventType = Literal[
     "gift.redeemed",
     "gift.reversed",
     "nfc.removed",
+    "card.balance",
+    "card.invalid",
+    "card.paid",
     "order.updated",
     "order.committed",
     "order.voided",
@@ -145,6 +149,42 @@ class GiftRedeemedData(_Payload):
 class GiftReversedData(_Payload):
     provider: str
     reversal: Reversal
+
+
+class CardBalanceData(_Payload):
+    """A scanned gift card's balance, for the POS display (K-Series: `pos_postMessage`)."""
+
+    token_id: str
+    display: str
+    provider: str
+    card: CardBalance
+
+
+class CardInvalidData(_Payload):
+    """A scanned gift card the provider could not look up (unknown card, provider down...)."""
+
+    token_id: str
+    display: str
+    provider: str
+    error: ErrorBody
+
+
+class PaymentInstruction(_Payload):
+    """What the POS adds as a payment (K-Series: `pos_addPayment(amount_cents, code, cb)`)."""
+
+    amount_cents: int = Field(gt=0, description="minor units")
+    payment_method_code: str
+    currency: str
+
+
+class CardPaidData(_Payload):
+    token_id: str
+    display: str
+    provider: str
+    order_id: str
+    payment: PaymentInstruction
+    redemption: CardRedemption
+    remaining: int = Field(description="what is left to pay on the order, minor units")
 
 
 class NfcRemovedData(_Payload):
@@ -200,6 +240,9 @@ EVENT_DATA: dict[str, type[_Payload]] = {
     "gift.redeemed": GiftRedeemedData,
     "gift.reversed": GiftReversedData,
     "nfc.removed": NfcRemovedData,
+    "card.balance": CardBalanceData,
+    "card.invalid": CardInvalidData,
+    "card.paid": CardPaidData,
     "order.updated": OrderUpdatedData,
     "order.committed": OrderClosedData,
     "order.voided": OrderClosedData,
@@ -302,18 +345,32 @@ class HealthResult(_Payload):
 
 
 class RedeemResult(_Payload):
+    """A gift voucher redemption (`redemption`) or a gift card payment (`card` and `payment`:
+    add `payment` to the order, e.g. with K-Series `pos_addPayment`)."""
+
     provider: str
-    redemption: Redemption
+    redemption: Redemption | None = None
+    card: CardRedemption | None = None
+    payment: PaymentInstruction | None = None
+    remaining: int | None = Field(
+        None, description="card payments: what is left to pay on the order, minor units"
+    )
 
 
 class ReverseResult(_Payload):
+    """A gift voucher redemption reversed (`reversal`), or a gift card payment (`card`)."""
+
     provider: str
-    reversal: Reversal
+    reversal: Reversal | None = None
+    card: CardReversal | None = None
 
 
 class ValidateResult(_Payload):
+    """A gift voucher (`gift`) or a gift card's balance (`card`)."""
+
     provider: str
-    gift: GiftStatus
+    gift: GiftStatus | None = None
+    card: CardBalance | None = None
 
 
 class OrderResult(_Payload):
@@ -333,13 +390,19 @@ OPS: dict[str, OpSpec] = {
         ScanInjectParams, ScanMessage, "keyed entry; answered with the scan it produced"
     ),
     "gift.validate": OpSpec(
-        GiftValidateParams, ValidateResult, "validate a scanned gift again (fresh balance)"
+        GiftValidateParams,
+        ValidateResult,
+        "validate a scanned gift voucher or read a gift card's balance again",
     ),
     "gift.redeem": OpSpec(
-        GiftRedeemParams, RedeemResult, "redeem an amount or item quantity from a scanned gift"
+        GiftRedeemParams,
+        RedeemResult,
+        "redeem a gift voucher, or pay with a gift card (amount defaults to what is left)",
     ),
     "gift.reverse": OpSpec(
-        GiftReverseParams, ReverseResult, "reverse a redemption by its transaction id"
+        GiftReverseParams,
+        ReverseResult,
+        "reverse a gift redemption or an open order's card payment by its transaction id",
     ),
     "order.update": OpSpec(
         OrderUpdateParams, OrderResult, "open or update the lane's order (lines, amounts)"
@@ -360,6 +423,7 @@ OPS: dict[str, OpSpec] = {
 }
 
 GiftInvalidData.model_rebuild()
+CardInvalidData.model_rebuild()
 StepOutcome.model_rebuild()
 
 

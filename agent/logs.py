@@ -35,3 +35,7 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     # paho logs connection chatter at INFO; the bus reports what matters itself.
     logging.getLogger("aiomqtt").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO, query strings included (Punchh looks guests up by
+    # phone or email in the query): provider adapters log what matters, masked.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -73,6 +73,14 @@ class Order(BaseModel):
         return self.snapshot.order_id
 
 
+def can_close(current: OrderStatus, to: OrderStatus) -> bool:
+    """An open order closes any way; an abandoned one can still be voided, which gives back
+    what it had taken (a new order id abandons an order but never reverses its money)."""
+    return current is OrderStatus.OPEN or (
+        current is OrderStatus.ABANDONED and to is OrderStatus.VOID
+    )
+
+
 class OrderBook:
     """The lane's orders and each flow's state for them, in SQLite so a restart resumes them.
 
@@ -126,7 +134,7 @@ class OrderBook:
         order = self.require(order_id)
         if order.status is status:
             return order
-        if order.status is not OrderStatus.OPEN:
+        if not can_close(order.status, status):
             raise LaneError(
                 ErrorCode.INVALID_REQUEST, f"order {order_id} is already {order.status}"
             )
@@ -161,7 +169,8 @@ class OrderBook:
         self._db.execute(
             "INSERT INTO flow_state VALUES (?, ?, ?) ON CONFLICT (order_id, flow) "
             "DO UPDATE SET body = excluded.body",
-            (order_id, flow, state.model_dump_json()),
+            # Computed fields are derived on load; strict models would refuse them as input.
+            (order_id, flow, state.model_dump_json(exclude_computed_fields=True)),
         )
 
     def close_db(self) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from agent.errors import ErrorCode, LaneError
 from agent.normalise import Token
 
 MASK = "•"
@@ -68,6 +69,19 @@ class TokenVault:
     def get(self, token_id: str) -> Entry | None:
         self._expire()
         return self._entries.get(token_id)
+
+    def require(self, token_id: str, kinds: Collection[str], what: str) -> Token:
+        """The token a request names, which must be one of `kinds` (`what` names them)."""
+        entry = self.get(token_id)
+        if entry is None:
+            raise LaneError(
+                ErrorCode.UNKNOWN_TOKEN, f"token {token_id} is unknown or expired; scan it again"
+            )
+        if entry.token.kind not in kinds:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST, f"token {token_id} is a {entry.token.kind}, not {what}"
+            )
+        return entry.token
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -18,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from simulators.__main__ import load as load_simulator
+from simulators.server import Running, serve
 
 REPO = Path(__file__).resolve().parent.parent
 # The test VM runs under software emulation: the agent needs ~10 s to start there, not 1.
@@ -249,3 +254,37 @@ def agent_process(tmp_path: Path, broker: Broker) -> Iterator[AgentProcess]:
     yield proc
     if proc.process is not None:
         proc.signal(signal.SIGKILL)
+
+
+class Simulators:
+    """Provider simulators on loopback for a test: `sims.start("kseries")`, then the agent's
+    `[providers.kseries] base_url = running.url`; all stop at teardown."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def start(self, name: str) -> Running:
+        return self._stack.enter_context(serve(load_simulator(name)))
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture
+def simulators() -> Iterator[Simulators]:
+    sims = Simulators()
+    yield sims
+    sims.close()
+
+
+async def sim_get(running: Running, what: str = "ledger") -> Any:
+    """The simulator's ledger (or `requests`) over its control endpoint."""
+    async with httpx.AsyncClient(base_url=running.url) as client:
+        answer = await client.get(f"/_sim/{what}")
+        answer.raise_for_status()
+        return answer.json()
+
+
+async def sim_faults(running: Running, *faults: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=running.url) as client:
+        (await client.post("/_sim/faults", json=list(faults))).raise_for_status()

@@ -83,17 +83,7 @@ class GiftFlow:
         self._emit(Event(type="gift.validated", data=validated.model_dump(mode="json")))
 
     def _token(self, token_id: str) -> Token:
-        entry = self._vault.get(token_id)
-        if entry is None:
-            raise LaneError(
-                ErrorCode.UNKNOWN_TOKEN,
-                f"token {token_id} is unknown or expired; scan the gift again",
-            )
-        if entry.token.kind not in GIFT_KINDS:
-            raise LaneError(
-                ErrorCode.INVALID_REQUEST, f"token {token_id} is a {entry.token.kind}, not a gift"
-            )
-        return entry.token
+        return self._vault.require(token_id, GIFT_KINDS, "a gift")
 
     async def validate(self, params: GiftValidateParams) -> ValidateResult:
         token = self._token(params.token_id)

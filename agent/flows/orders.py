@@ -25,7 +25,7 @@ from agent.contract import (
     StepOutcome,
 )
 from agent.errors import ErrorCode, LaneError
-from agent.orders import Order, OrderBook, OrderStatus
+from agent.orders import Order, OrderBook, OrderStatus, can_close
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class OrderDesk:
         order = self.book.require(order_id)
         if order.status is status:
             return OrderClosedData(order=info(order), steps=[], reason=f"already {status}")
-        if order.status is not OrderStatus.OPEN:
+        if not can_close(order.status, status):
             raise LaneError(ErrorCode.INVALID_REQUEST, f"order {order_id} is {order.status}")
         # The hooks run before the order is marked closed: a crash in between leaves it open,
         # and the POS's retry runs them again (every step is idempotent at its provider).

@@ -51,7 +51,7 @@ def test_ready_waits_for_the_broker_and_watchdog_pings_while_healthy(
         assert not any("READY=1" in d for d in notify.seen)
         broker.start()
         ready = notify.until("READY=1")
-        assert "STATUS=lane-agent/s1/l1 on 127.0.0.1" in ready and "gift: sandbox" in ready
+        assert "STATUS=lane-agent/s1/l1 on 127.0.0.1" in ready and "providers: sandbox" in ready
         mark = len(notify.seen)
         notify.until("WATCHDOG=1")
         assert len(notify.seen) > mark

@@ -1,0 +1,247 @@
+"""Gift card payment (seed 000, K-Series style): a scanned card's balance is shown at once; on
+`gift.redeem` the agent debits the card for the order and answers with the payment the POS adds
+(`pos_addPayment(amount_cents, payment_method_code, cb)`), or `insufficient_balance` carrying
+the available amount so the POS can offer a partial payment.
+
+The amount defaults to what is left of the open order's total (tax included, as K-Series'
+`pos_getCurrentAccount` gives it). Each debit goes out under the request's `request_id` as the
+provider's idempotency reference, so a retried request can never debit twice, and a debit whose
+answer was lost is looked up by that reference before the POS hears anything. The order's card
+payments are kept with the order: `order.void` reverses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from agent.contract import (
+    CardBalanceData,
+    CardInvalidData,
+    CardPaidData,
+    ErrorBody,
+    Event,
+    GiftRedeemParams,
+    GiftReverseParams,
+    GiftValidateParams,
+    PaymentInstruction,
+    RedeemResult,
+    ReverseResult,
+    StepOutcome,
+    ValidateResult,
+)
+from agent.errors import ErrorCode, LaneError
+from agent.flows.orders import outcome
+from agent.normalise import Token
+from agent.orders import Order, OrderBook
+from agent.providers.cards import CardProvider, CardRedemption
+from agent.tokens import TokenVault, display
+
+log = logging.getLogger(__name__)
+
+FLOW = "card"
+
+
+class CardPayments(BaseModel):
+    """The card payments taken for one order (flow state in the order book)."""
+
+    redemptions: list[CardRedemption] = []
+    reversed: list[str] = []  # transaction ids
+
+    def kept(self) -> list[CardRedemption]:
+        return [r for r in self.redemptions if r.transaction_id not in self.reversed]
+
+    def paid(self) -> int:
+        return sum(r.amount for r in self.kept())
+
+
+class CardFlow:
+    name = FLOW
+
+    def __init__(
+        self,
+        provider: CardProvider,
+        vault: TokenVault,
+        book: OrderBook,
+        emit: Callable[[Event], None],
+        *,
+        kinds: frozenset[str],
+        reference_prefix: str,
+    ) -> None:
+        self.provider = provider
+        # request ids are unique per POS, not per card backend: the lane makes them global.
+        self._prefix = reference_prefix
+        self._vault = vault
+        self._book = book
+        self._emit = emit
+        self._kinds = kinds
+
+    async def on_scan(self, token: Token, token_id: str) -> None:
+        """Look the card up so the POS can show its balance before anyone asks to pay."""
+        shown = display(token)
+        try:
+            card = await self.provider.balance(token.value)
+        except LaneError as exc:
+            log.info("card %s (%s) not found: %s", shown, token_id, exc.code)
+            invalid = CardInvalidData(
+                token_id=token_id,
+                display=shown,
+                provider=self.provider.name,
+                error=ErrorBody.of(exc),
+            )
+            self._emit(Event(type="card.invalid", data=invalid.model_dump(mode="json")))
+            return
+        data = CardBalanceData(
+            token_id=token_id, display=shown, provider=self.provider.name, card=card
+        )
+        self._emit(Event(type="card.balance", data=data.model_dump(mode="json")))
+
+    def handles(self, token_id: str) -> bool:
+        entry = self._vault.get(token_id)
+        return entry is not None and entry.token.kind in self._kinds
+
+    async def validate(self, params: GiftValidateParams) -> ValidateResult:
+        token = self._vault.require(params.token_id, self._kinds, "a gift card")
+        card = await self.provider.balance(token.value)
+        return ValidateResult(provider=self.provider.name, card=card)
+
+    async def redeem(self, params: GiftRedeemParams) -> RedeemResult:
+        token = self._vault.require(params.token_id, self._kinds, "a gift card")
+        if params.quantity is not None:
+            raise LaneError(ErrorCode.INVALID_REQUEST, "a gift card pays an amount, not items")
+        order = self._book.require_open()
+        state = self._state(order)
+        left = order.snapshot.total - state.paid()
+        if left <= 0:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST, f"order {order.order_id} has nothing left to pay"
+            )
+        amount = left if params.amount is None else params.amount
+        if amount > left:
+            raise LaneError(
+                ErrorCode.INVALID_REQUEST,
+                f"amount {amount} is more than the {left} left to pay on order {order.order_id}",
+                details={"left": left, "currency": order.snapshot.currency},
+            )
+        reference = f"{self._prefix}:{params.request_id}"
+        redemption = await self._debit(token, amount, order.snapshot.currency, reference)
+        if all(r.transaction_id != redemption.transaction_id for r in state.redemptions):
+            state.redemptions.append(redemption)
+            self._book.save_flow_state(order.order_id, FLOW, state)
+        remaining = order.snapshot.total - state.paid()
+        payment = PaymentInstruction(
+            amount_cents=redemption.amount,
+            payment_method_code=self.provider.payment_method_code,
+            currency=redemption.currency,
+        )
+        shown = display(token)
+        log.info(
+            "card %s paid %d on order %s (transaction %s)",
+            shown,
+            redemption.amount,
+            order.order_id,
+            redemption.transaction_id,
+        )
+        paid = CardPaidData(
+            token_id=params.token_id,
+            display=shown,
+            provider=self.provider.name,
+            order_id=order.order_id,
+            payment=payment,
+            redemption=redemption,
+            remaining=remaining,
+        )
+        self._emit(Event(type="card.paid", data=paid.model_dump(mode="json")))
+        return RedeemResult(
+            provider=self.provider.name, card=redemption, payment=payment, remaining=remaining
+        )
+
+    async def _debit(
+        self, token: Token, amount: int, currency: str, reference: str
+    ) -> CardRedemption:
+        """Debit once. When the answer is lost, the reference tells whether the debit happened:
+        found, it is the answer; not found, nothing was taken and the POS may simply retry."""
+        try:
+            return await self.provider.redeem(
+                token.value, amount=amount, currency=currency, reference=reference
+            )
+        except LaneError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_OUTCOME:
+                raise
+            log.warning("card debit %s: answer lost; looking it up by reference", reference)
+            try:
+                found = await self.provider.find_redemption(reference)
+            except LaneError:
+                raise exc from None
+            if found is None:
+                raise LaneError(
+                    ErrorCode.PROVIDER_UNAVAILABLE,
+                    "the card service did not answer and took nothing; try again",
+                ) from exc
+            return found
+
+    def owns(self, transaction_id: str) -> bool:
+        """Whether the open order has this card payment (else it is a gift voucher's)."""
+        order = self._book.current()
+        return order is not None and any(
+            r.transaction_id == transaction_id for r in self._state(order).redemptions
+        )
+
+    async def reverse(self, params: GiftReverseParams) -> ReverseResult:
+        """Give one payment back, e.g. when `pos_addPayment` failed after the debit."""
+        order = self._book.require_open()
+        state = self._state(order)
+        if params.transaction_id in state.reversed:
+            raise LaneError(
+                ErrorCode.ALREADY_REVERSED, f"payment {params.transaction_id} is already reversed"
+            )
+        reversal = await self.provider.reverse(
+            params.transaction_id, reference=f"{self._prefix}:{params.request_id}"
+        )
+        state.reversed.append(params.transaction_id)
+        self._book.save_flow_state(order.order_id, FLOW, state)
+        return ReverseResult(provider=self.provider.name, card=reversal)
+
+    async def on_update(self, order: Order) -> None:
+        """Nothing to tell the card backend about an order until it pays or is voided."""
+
+    async def on_paid(self, order: Order) -> list[StepOutcome]:
+        return []
+
+    async def on_void(self, order: Order) -> list[StepOutcome]:
+        """Give the order's card payments back: the sale did not happen."""
+        state = self._state(order)
+        steps = []
+        for redemption in state.kept():
+            what = f"{redemption.amount} back onto card {redemption.masked_number}"
+            try:
+                await self.provider.reverse(
+                    redemption.transaction_id,
+                    reference=f"{self._prefix}:void:{redemption.transaction_id}",
+                )
+            except LaneError as exc:
+                steps.append(outcome(FLOW, self.provider.name, "reverse", what, exc))
+                continue
+            state.reversed.append(redemption.transaction_id)
+            self._book.save_flow_state(order.order_id, FLOW, state)
+            steps.append(outcome(FLOW, self.provider.name, "reverse", what))
+        return steps
+
+    async def on_abandoned(self, order: Order) -> list[StepOutcome]:
+        """Money taken stays taken: an order replaced without order.paid may still have been
+        paid at the POS. The outcome tells the cashier what to reverse if it was not."""
+        return [
+            outcome(
+                FLOW,
+                self.provider.name,
+                "kept",
+                f"card {r.masked_number} payment of {r.amount} (transaction {r.transaction_id}) "
+                "was kept; void the order to give it back",
+            )
+            for r in self._state(order).kept()
+        ]
+
+    def _state(self, order: Order) -> CardPayments:
+        return self._book.flow_state(order.order_id, FLOW, CardPayments) or CardPayments()

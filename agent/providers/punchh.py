@@ -1,0 +1,790 @@
+"""Punchh (PAR) POS API adapter: guest look-up, Redemptions 2.0 (discount basket, dry run before
+payment, commit after), check-in and receipt details.
+
+Wire rules it keeps (see docs/providers/punchh.md for sources and the UNCERTAIN list):
+
+- every call carries `Authorization: Token token=<location key>, btoken=<business key>`, a
+  `User-Agent` of the form `<Integrator>/POS/<version>` and `Accept: application/json`; calls
+  with a body are JSON;
+- Redemptions 2.0 calls describe the order as `line_items` (`item_name`, `item_qty`, `amount`,
+  `item_type`, `item_id`, `item_family`, `item_group`, `serial_number`); check-in and receipt
+  details as `menu_items` (`item_name`, `item_qty`, `item_amount`, `menu_item_type`,
+  `menu_item_id`, `menu_family`, `menu_major_group`, `serial_number`). Both lists are pure
+  functions of the `OrderSnapshot`, so the commit can resend the dry run's items byte for byte
+  (Punchh re-validates the receipt at commit and fails it on any change);
+- the commit is the dry run without the `query` key (not `query: false`);
+- Punchh amounts are decimal currency; this module converts them to and from integer minor
+  units with `Decimal`, never through binary floating point arithmetic.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent import __version__
+from agent.errors import ErrorCode, ProviderError
+from agent.orders import OrderSnapshot
+from agent.providers import punchh_key
+from agent.providers.http import HttpProviderSettings, ProviderClient, error_message
+from agent.providers.loyalty import (
+    Basket,
+    CheckinResult,
+    Discount,
+    Guest,
+    RedemptionFailure,
+    RedemptionLine,
+    RedemptionOutcome,
+    Reward,
+)
+from agent.secrets import Secret, read_secret
+from agent.tokens import mask
+
+log = logging.getLogger(__name__)
+
+NAME: Final = "punchh"
+LOCATION_KEY_CREDENTIAL: Final = "punchh-location-key"
+BUSINESS_KEY_CREDENTIAL: Final = "punchh-business-key"
+
+SEARCH_PARAMS: Final[Mapping[str, str]] = {
+    "phone": "phone",
+    "email": "email",
+    "loyalty_card": "card_number",
+    "loyalty_user_qr": "user_as_qrcode",
+    "loyalty_single_scan": "single_scan_code",
+    "loyalty_redemption_code": "redemption_code",
+}
+"""The agent's token kind → the one `/api/pos/users/search` (and check-in) parameter naming the
+guest."""
+
+INTEGRATION_TYPE: Final = "POS"
+"""The middle part of the mandatory User-Agent, `<Integrator>/<IntegrationType>/<Version>`."""
+
+STATUS_CODES: Final[Mapping[int, ErrorCode]] = {
+    400: ErrorCode.INVALID_REQUEST,  # a parameter is missing or empty; Punchh names it
+    401: ErrorCode.NOT_CONFIGURED,  # ["Invalid LocationKey"]: the keys in the config are wrong
+    403: ErrorCode.NOT_CONFIGURED,
+    404: ErrorCode.NOT_FOUND,  # user, code, basket or redemption not found
+    # Gone: a code expired, or a void after the check-in was committed: too late to do it here.
+    410: ErrorCode.EXPIRED,
+    422: ErrorCode.NOT_REDEEMABLE,  # a business rule refused it; see REJECTIONS_422 first
+    429: ErrorCode.PROVIDER_UNAVAILABLE,  # throttled: nothing applied, try again later
+}
+
+REJECTIONS_422: Final[tuple[tuple[str, ErrorCode], ...]] = (
+    ("basket is currently locked", ErrorCode.BASKET_LOCKED),
+    ("currently accessing the same code", ErrorCode.BASKET_LOCKED),
+    ("insufficient", ErrorCode.INSUFFICIENT_BALANCE),
+    ("no basket found", ErrorCode.NOT_FOUND),
+    ("invalid receipt amount", ErrorCode.INVALID_REQUEST),
+    ("does not support this feature", ErrorCode.NOT_CONFIGURED),
+)
+"""Punchh answers most business-rule refusals with 422 and tells them apart only by text
+(lower-case substrings, first match wins; UNCERTAIN wording, from the R2 spec's examples)."""
+
+TAX_ITEM_ID: Final = 0
+PAYMENT_ITEM_ID: Final = 0
+"""`menu_item_id` of the tax (T) and payment (P) lines: Punchh matches offers against menu (M)
+items only, so these ids carry no meaning (UNCERTAIN)."""
+
+
+class PunchhSettings(HttpProviderSettings):
+    """`[providers.punchh]`: the store's Punchh host and the POS identity Punchh issued."""
+
+    location_key_file: Path | None = Field(
+        None,
+        description="file holding the location (API) key; default: the systemd credential "
+        f"`{LOCATION_KEY_CREDENTIAL}`",
+    )
+    business_key_file: Path | None = Field(
+        None,
+        description="file holding the business key; default: the systemd credential "
+        f"`{BUSINESS_KEY_CREDENTIAL}`",
+    )
+    integrator: str = Field(
+        "LaneAgent",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="integrator name registered with Punchh, the first part of the User-Agent",
+    )
+    pos_type: str = Field(
+        "Proprietary POS", min_length=1, max_length=64, description="`pos_type` on check-ins"
+    )
+    pos_version: str = Field(
+        __version__, min_length=1, max_length=32, description="`pos_version` on check-ins"
+    )
+    channel: Literal["pos", "kiosk", "online_order", "web", "mobile", "dashboard", "chatbot"] = (
+        "pos"
+    )
+    short_key: int | None = Field(
+        None,
+        ge=0,
+        le=punchh_key.MAX_SHORT_KEY,
+        description="13-bit location short key for receipt keys; default: read from "
+        "GET /api/pos/locations/configuration",
+    )
+    currency_decimals: int = Field(
+        2, ge=0, le=3, description="decimal places of the store currency (Punchh sends decimals)"
+    )
+
+    @model_validator(mode="after")
+    def _no_api_key_file(self) -> PunchhSettings:
+        if self.api_key_file is not None:
+            raise ValueError(
+                "punchh takes two keys: set location_key_file and business_key_file, "
+                "not api_key_file"
+            )
+        return self
+
+
+# -- money and order data --------------------------------------------------------------------
+
+
+def to_amount(minor: int, decimals: int) -> float:
+    """Minor units → the decimal number Punchh expects; its JSON form (the shortest repr) reads
+    back to the same minor units."""
+    return float(Decimal(minor).scaleb(-decimals))
+
+
+def from_amount(value: Decimal, decimals: int, rounding: str = ROUND_HALF_UP) -> int:
+    """A Punchh decimal amount → minor units."""
+    return int(value.scaleb(decimals).quantize(Decimal(1), rounding=rounding))
+
+
+def item_id(*candidates: str | None) -> int:
+    """Punchh wants integer item ids: the first all-digit candidate (SKU, then POS line id),
+    else a stable CRC-32 of the first non-empty one, so one product always gets one id
+    (UNCERTAIN: offers keyed on real menu item ids match only numeric SKUs)."""
+    present = [c for c in candidates if c]
+    for candidate in present:
+        if candidate.isascii() and candidate.isdigit() and len(candidate) <= 18:
+            return int(candidate)
+    return zlib.crc32(present[0].encode()) if present else 0
+
+
+def line_items(order: OrderSnapshot, decimals: int) -> list[dict[str, Any]]:
+    """Redemptions 2.0 `line_items`: one M item per order line, in order.
+
+    Pure and deterministic: the same snapshot gives the same list (hence the same JSON bytes), so
+    a commit can repeat its dry run exactly. Lines with a negative amount (store discounts) are
+    left out: Punchh wants discounted prices, never D lines, in R2 calls.
+    """
+    return [
+        {
+            "item_name": line.name,
+            "item_qty": line.quantity,
+            "amount": to_amount(line.amount, decimals),
+            "item_type": "M",
+            "item_id": item_id(line.sku, line.id),
+            "item_family": "",
+            "item_group": "",
+            "serial_number": f"{index}.0",
+        }
+        for index, line in enumerate(order.lines, start=1)
+        if line.amount >= 0
+    ]
+
+
+def menu_items(
+    order: OrderSnapshot, discounts: Sequence[RedemptionLine], decimals: int
+) -> list[dict[str, Any]]:
+    """Check-in and receipt-details `menu_items`: M per line (D for a store discount line), D per
+    loyalty discount, T for tax, P for what was paid. Every `item_amount` is positive and the
+    check balances as Punchh requires: subtotal = ΣM − ΣD and subtotal + ΣT = ΣP."""
+    _, payable = receipt_amounts(order, discounts)
+    rows: list[tuple[str, int, int, str, int]] = [
+        (
+            line.name,
+            line.quantity,
+            abs(line.amount),
+            "D" if line.amount < 0 else "M",
+            item_id(line.sku, line.id),
+        )
+        for line in order.lines
+    ]
+    rows += [
+        (d.name, 1, d.amount, "D", item_id(d.discount_id, d.redemption_id))
+        for d in discounts
+        if d.amount
+    ]
+    if order.tax:
+        rows.append(("Tax", 1, order.tax, "T", TAX_ITEM_ID))
+    rows.append(("Payment", 1, payable, "P", PAYMENT_ITEM_ID))
+    return [
+        {
+            "item_name": name,
+            "item_qty": qty,
+            "item_amount": to_amount(amount, decimals),
+            "menu_item_type": kind,
+            "menu_item_id": ident,
+            "menu_family": "",
+            "menu_major_group": "",
+            "serial_number": f"{index}.0",
+        }
+        for index, (name, qty, amount, kind, ident) in enumerate(rows, start=1)
+    ]
+
+
+def receipt_amounts(order: OrderSnapshot, discounts: Sequence[RedemptionLine]) -> tuple[int, int]:
+    """(subtotal after loyalty discounts, payable) for a paid order; tax is not recomputed.
+
+    `order` is the snapshot the redemptions were queried with (before loyalty discounts)."""
+    lines = sum(line.amount for line in order.lines)
+    if lines != order.subtotal:
+        raise ProviderError(
+            ErrorCode.INVALID_REQUEST,
+            f"the order lines add up to {lines}, not to its subtotal {order.subtotal}: "
+            "Punchh needs a balanced check",
+        )
+    subtotal = order.subtotal - sum(d.amount for d in discounts)
+    if subtotal < 0:
+        raise ProviderError(
+            ErrorCode.INVALID_REQUEST, "the loyalty discounts exceed the order subtotal"
+        )
+    return subtotal, subtotal + order.tax
+
+
+def iso_datetime(when: datetime | None) -> str:
+    """ISO 8601 with the UTC offset, as Punchh requires (`2018-10-26T23:59:59-07:00`)."""
+    moment = when or datetime.now()
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.isoformat(timespec="seconds")
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{mask(local)}@{domain}"
+
+
+# -- Punchh's answers --------------------------------------------------------------------------
+
+
+class _Api(BaseModel):
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class _ApiReward(_Api):
+    id: str
+    name: str
+    type: str | None = None
+    discount_amount: Decimal | None = None
+    points: Decimal | None = None
+    end_date_tz: str | None = None
+
+
+class _ApiBalance(_Api):
+    banked_rewards: Decimal = Decimal(0)
+    points_balance: Decimal | None = None
+    unredeemed_cards: int = 0
+
+
+class _ApiUser(_Api):
+    id: str
+    first_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    balance: _ApiBalance = Field(default_factory=_ApiBalance)
+    rewards: list[_ApiReward] = []
+
+
+class _ApiCheckin(_ApiUser):
+    points_earned: Decimal | None = None
+
+
+class _ApiDetails(_Api):
+    name: str | None = None
+
+
+class _ApiDiscount(_Api):
+    discount_basket_item_id: str | None = None
+    discount_type: str | None = None
+    discount_id: str | None = None
+    discount_amount: Decimal | None = None
+    discount_value: Decimal | None = None
+    qualified: bool | None = None
+    redemption_id: str | None = None
+    message: list[str] | str | None = None
+    discount_details: _ApiDetails | None = None
+
+    @property
+    def name(self) -> str:
+        details = self.discount_details
+        return (details.name if details else None) or self.discount_type or "discount"
+
+
+class _ApiLookup(_Api):
+    selected_discounts: list[_ApiDiscount] = []
+    unselected_discounts: list[_ApiDiscount] = []
+
+
+class _ApiBasket(_Api):
+    redemption_ref: str | None = None
+    locked: bool = False
+    discount_basket_items: list[_ApiDiscount] = []
+
+
+class _ApiBatch(_Api):
+    redemption_ref: str | None = None
+    success: list[_ApiDiscount] = []
+    failures: list[_ApiDiscount] = []
+
+
+class _ApiLocation(_Api):
+    location_name: str | None = None
+    short_key: int = Field(ge=0, le=punchh_key.MAX_SHORT_KEY)
+
+
+_A = TypeVar("_A", bound=_Api)
+
+
+def _secret(path: Path | None, setting: str, credential: str) -> Secret:
+    secret = read_secret(path, credential)
+    if secret is None:
+        raise ProviderError(
+            ErrorCode.NOT_CONFIGURED,
+            f"Punchh key missing: set providers.punchh.{setting} or LoadCredential={credential}",
+        )
+    return secret
+
+
+def classify(status: int, message: str) -> ErrorCode:
+    """The vocabulary code for a Punchh refusal (any status from 300 to 499)."""
+    if status < 400:
+        return ErrorCode.NOT_CONFIGURED  # a redirect: base_url points at the wrong place
+    if status == 422:
+        lowered = message.lower()
+        for text, code in REJECTIONS_422:
+            if text in lowered:
+                return code
+    return STATUS_CODES.get(status, ErrorCode.INVALID_REQUEST)
+
+
+class PunchhLoyaltyProvider:
+    """One store location's Punchh POS API client (`LoyaltyProvider`)."""
+
+    name = NAME
+
+    def __init__(self, settings: PunchhSettings) -> None:
+        location_key = _secret(
+            settings.location_key_file, "location_key_file", LOCATION_KEY_CREDENTIAL
+        )
+        business_key = _secret(
+            settings.business_key_file, "business_key_file", BUSINESS_KEY_CREDENTIAL
+        )
+        self._settings = settings
+        self._decimals = settings.currency_decimals
+        self._short_key = settings.short_key
+        self._client = ProviderClient(
+            "Punchh",
+            settings,
+            headers={
+                "Authorization": f"Token token={location_key.reveal()}, "
+                f"btoken={business_key.reveal()}",
+                "User-Agent": f"{settings.integrator}/{INTEGRATION_TYPE}/{__version__}",
+                "Accept": "application/json",
+            },
+        )
+
+    @classmethod
+    def from_settings(cls, settings: PunchhSettings) -> PunchhLoyaltyProvider:
+        return cls(settings)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        write: bool,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request; any refusal becomes a `ProviderError` with Punchh's own words."""
+        response = await self._client.call(method, path, write=write, json=json, params=params)
+        status = response.status_code
+        if status >= 300:
+            message = error_message(response, f"Punchh refused the {what} (HTTP {status})")
+            log.info("punchh %s refused: HTTP %s %s", what, status, message)
+            raise ProviderError(classify(status, message), message)
+        return response
+
+    @staticmethod
+    def _parse(model: type[_A], response: httpx.Response, *, write: bool) -> _A:
+        """Punchh's body as `model`; an unreadable answer to a write may still have applied."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            # Field locations only: the values may be a guest's contact details.
+            where = [".".join(map(str, e["loc"])) for e in exc.errors()]
+            log.warning("punchh answered an unreadable %s at %s", model.__name__, where)
+            if write:
+                raise ProviderError(
+                    ErrorCode.UNKNOWN_OUTCOME,
+                    "Punchh accepted the request but its answer cannot be read; it may have "
+                    "been applied. Do not retry until it is checked.",
+                ) from None
+            raise ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                "Punchh answered with something the agent cannot read. Try again.",
+            ) from None
+
+    def _amount(self, minor: int) -> float:
+        return to_amount(minor, self._decimals)
+
+    def _minor(self, value: Decimal | None) -> int:
+        return 0 if value is None else from_amount(value, self._decimals)
+
+    def _guest(self, user: _ApiUser) -> Guest:
+        balance = user.balance
+        return Guest(
+            user_id=user.id,
+            first_name=user.first_name,
+            email_masked=mask_email(user.email) if user.email else None,
+            phone_masked=mask(user.phone) if user.phone else None,
+            points_balance=None
+            if balance.points_balance is None
+            else from_amount(balance.points_balance, 0, ROUND_DOWN),
+            banked_rewards=self._minor(balance.banked_rewards),
+            unredeemed_cards=balance.unredeemed_cards,
+            rewards=[
+                Reward(
+                    reward_id=r.id,
+                    name=r.name,
+                    discount_type="redeemable" if r.type == "redeemable" else "reward",
+                    amount=None if r.discount_amount is None else self._minor(r.discount_amount),
+                    points=None if r.points is None else from_amount(r.points, 0, ROUND_DOWN),
+                    expires_at=r.end_date_tz,
+                )
+                for r in user.rewards
+            ],
+        )
+
+    def _discount(self, item: _ApiDiscount, *, selected: bool) -> Discount:
+        return Discount(
+            discount_type=item.discount_type or "unknown",
+            discount_id=item.discount_id,
+            name=item.name,
+            amount=self._minor(
+                item.discount_amount if item.discount_amount is not None else item.discount_value
+            ),
+            qualified=item.qualified,
+            selected=selected,
+            basket_item_id=item.discount_basket_item_id,
+        )
+
+    @staticmethod
+    def _user_id(guest: Guest) -> int | str:
+        """Punchh user ids are integers on the wire."""
+        user_id = guest.user_id
+        return int(user_id) if user_id.isascii() and user_id.isdigit() else user_id
+
+    def _order_amounts(self, order: OrderSnapshot, when: datetime | None) -> dict[str, Any]:
+        return {
+            "receipt_datetime": iso_datetime(when),
+            "subtotal_amount": self._amount(order.subtotal),
+            "receipt_amount": self._amount(order.subtotal),
+        }
+
+    def _receipt(
+        self,
+        order: OrderSnapshot,
+        discounts: Sequence[RedemptionLine],
+        *,
+        punchh_key: str,
+        transaction_no: str,
+        when: datetime | None,
+    ) -> dict[str, Any]:
+        """The check as check-in and receipt details both describe it."""
+        subtotal, payable = receipt_amounts(order, discounts)
+        return {
+            "transaction_no": transaction_no,
+            "punchh_key": punchh_key,
+            "receipt_datetime": iso_datetime(when),
+            "amount": self._amount(subtotal),
+            "subtotal_amount": self._amount(subtotal),
+            "receipt_amount": self._amount(subtotal),
+            "payable": self._amount(payable),
+            "pos_type": self._settings.pos_type,
+            "pos_version": self._settings.pos_version,
+            "channel": self._settings.channel,
+            "menu_items": menu_items(order, discounts, self._decimals),
+        }
+
+    @staticmethod
+    def _identifier(kind: str, value: str) -> tuple[str, str]:
+        param = SEARCH_PARAMS.get(kind)
+        if param is None:
+            raise ProviderError(
+                ErrorCode.INVALID_REQUEST,
+                f"a {kind} cannot identify a Punchh guest; use one of "
+                + ", ".join(sorted(SEARCH_PARAMS)),
+            )
+        return param, value.lower() if kind == "email" else value
+
+    # -- LoyaltyProvider -------------------------------------------------------------------------
+
+    async def _location(self) -> _ApiLocation:
+        response = await self._call(
+            "GET", "/api/pos/locations/configuration", "location configuration", write=False
+        )
+        location = self._parse(_ApiLocation, response, write=False)
+        if self._short_key is None:
+            self._short_key = location.short_key
+        return location
+
+    async def receipt_key(self, check_id: str) -> str:
+        """The 12-digit punchh key for this check (see `agent.providers.punchh_key`); the short
+        key comes from the settings, else from the location configuration (read once)."""
+        short_key = self._short_key
+        if short_key is None:
+            short_key = (await self._location()).short_key
+        return punchh_key.KEY_GENERATOR(check_id, short_key)
+
+    async def find_guest(self, identifier_kind: str, value: str) -> Guest:
+        param, clear = self._identifier(identifier_kind, value)
+        response = await self._call(
+            "GET", "/api/pos/users/search", "guest look-up", write=False, params={param: clear}
+        )
+        return self._guest(self._parse(_ApiUser, response, write=False))
+
+    async def lookup_discounts(
+        self,
+        guest: Guest,
+        order: OrderSnapshot,
+        *,
+        external_uid: str,
+        punchh_key: str,
+        receipt_datetime: datetime | None = None,
+    ) -> list[Discount]:
+        body = {
+            "user_id": self._user_id(guest),
+            **self._order_amounts(order, receipt_datetime),
+            "line_items": line_items(order, self._decimals),
+            "punchh_key": punchh_key,
+            "external_uid": external_uid,
+        }
+        response = await self._call(
+            "POST", "/api/pos/discounts/lookup", "discount look-up", write=False, json=body
+        )
+        found = self._parse(_ApiLookup, response, write=False)
+        return [self._discount(d, selected=True) for d in found.selected_discounts] + [
+            self._discount(d, selected=False) for d in found.unselected_discounts
+        ]
+
+    async def select(
+        self,
+        guest: Guest,
+        selections: Sequence[tuple[str, str | None, int | None]],
+        *,
+        external_uid: str,
+    ) -> Basket:
+        items: list[dict[str, Any]] = []
+        for discount_type, discount_id, value in selections:
+            item: dict[str, Any] = {"discount_type": discount_type}
+            if discount_id is not None:
+                item["discount_id"] = discount_id
+            if value is not None:
+                item["discount_value"] = self._amount(value)
+            items.append(item)
+        body = {
+            "user_id": self._user_id(guest),
+            "external_uid": external_uid,
+            "discount_basket_items_attributes": items,
+        }
+        response = await self._call(
+            "POST", "/api/pos/discounts/select", "discount selection", write=True, json=body
+        )
+        basket = self._parse(_ApiBasket, response, write=True)
+        return Basket(
+            redemption_ref=basket.redemption_ref,
+            locked=basket.locked,
+            items=[self._discount(d, selected=True) for d in basket.discount_basket_items],
+        )
+
+    async def _batch(
+        self,
+        guest: Guest,
+        order: OrderSnapshot,
+        *,
+        query: bool,
+        external_uid: str,
+        punchh_key: str,
+        transaction_no: str,
+        when: datetime | None,
+    ) -> RedemptionOutcome:
+        body: dict[str, Any] = {
+            "user_id": self._user_id(guest),
+            **self._order_amounts(order, when),
+            "line_items": line_items(order, self._decimals),
+            "punchh_key": punchh_key,
+            "transaction_no": transaction_no,
+            "external_uid": external_uid,
+        }
+        if query:  # the commit omits the key altogether (Punchh: "do not include query")
+            body["query"] = True
+        what = "redemption check" if query else "redemption commit"
+        response = await self._call(
+            "POST", "/api/pos/batch_redemptions", what, write=not query, json=body
+        )
+        batch = self._parse(_ApiBatch, response, write=not query)
+        return RedemptionOutcome(
+            redemption_ref=batch.redemption_ref,
+            committed=not query,
+            success=[
+                RedemptionLine(
+                    redemption_id=s.redemption_id,
+                    discount_type=s.discount_type,
+                    discount_id=s.discount_id,
+                    name=s.name,
+                    amount=self._minor(s.discount_amount),
+                )
+                for s in batch.success
+            ],
+            failures=[
+                RedemptionFailure(
+                    discount_type=f.discount_type,
+                    discount_id=f.discount_id,
+                    name=f.name,
+                    messages=[f.message] if isinstance(f.message, str) else f.message or [],
+                )
+                for f in batch.failures
+            ],
+        )
+
+    async def redeem_query(
+        self,
+        guest: Guest,
+        order: OrderSnapshot,
+        *,
+        external_uid: str,
+        punchh_key: str,
+        transaction_no: str,
+        receipt_datetime: datetime | None = None,
+    ) -> RedemptionOutcome:
+        """The dry run before payment: what the basket takes off this order. Applies nothing."""
+        return await self._batch(
+            guest,
+            order,
+            query=True,
+            external_uid=external_uid,
+            punchh_key=punchh_key,
+            transaction_no=transaction_no,
+            when=receipt_datetime,
+        )
+
+    async def redeem_commit(
+        self,
+        guest: Guest,
+        order: OrderSnapshot,
+        *,
+        external_uid: str,
+        punchh_key: str,
+        transaction_no: str,
+        receipt_datetime: datetime | None = None,
+    ) -> RedemptionOutcome:
+        """After payment: deduct the redemptions. Pass the snapshot (and time) of the dry run."""
+        return await self._batch(
+            guest,
+            order,
+            query=False,
+            external_uid=external_uid,
+            punchh_key=punchh_key,
+            transaction_no=transaction_no,
+            when=receipt_datetime,
+        )
+
+    async def unlock(self, guest: Guest, *, external_uid: str) -> None:
+        """Release the basket lock on cancel or order edit (nothing committed)."""
+        await self._call(
+            "PUT",
+            "/api/pos/discounts/unlock",
+            "basket unlock",
+            write=True,
+            json={"user_id": self._user_id(guest), "external_uid": external_uid},
+        )
+
+    async def void_redemption(self, guest: Guest, redemption_ref: str) -> None:
+        """Give back a committed basket (whole basket only). Once the check-in is committed
+        Punchh refuses with 410, which this raises as `expired`."""
+        await self._call(
+            "DELETE",
+            f"/api/pos/batch_redemptions/{quote(redemption_ref, safe='')}",
+            "redemption void",
+            write=True,
+            json={"user_id": self._user_id(guest)},
+        )
+
+    async def checkin(
+        self,
+        guest_identifier: tuple[str, str],
+        order: OrderSnapshot,
+        *,
+        punchh_key: str,
+        external_uid: str,
+        transaction_no: str,
+        discounts: Sequence[RedemptionLine] = (),
+        receipt_datetime: datetime | None = None,
+    ) -> CheckinResult:
+        """The earning event, after payment and commit. `discounts` are the committed lines;
+        `order` is the snapshot before them. Retry with the same `external_uid`."""
+        param, value = self._identifier(*guest_identifier)
+        body = {
+            param: value,
+            **self._receipt(
+                order,
+                discounts,
+                punchh_key=punchh_key,
+                transaction_no=transaction_no,
+                when=receipt_datetime,
+            ),
+            "external_uid": external_uid,
+        }
+        response = await self._call("POST", "/api/pos/checkins", "check-in", write=True, json=body)
+        checkin = self._parse(_ApiCheckin, response, write=True)
+        return CheckinResult(
+            guest=self._guest(checkin),
+            points_earned=None
+            if checkin.points_earned is None
+            else from_amount(checkin.points_earned, 0, ROUND_DOWN),
+        )
+
+    async def receipt_details(
+        self,
+        order: OrderSnapshot,
+        *,
+        punchh_key: str,
+        transaction_no: str,
+        discounts: Sequence[RedemptionLine] = (),
+        receipt_datetime: datetime | None = None,
+    ) -> None:
+        """Store the receipt (every transaction, loyalty or not) so a later scan of its barcode
+        can earn. Note the path: no /api/pos prefix."""
+        body = self._receipt(
+            order,
+            discounts,
+            punchh_key=punchh_key,
+            transaction_no=transaction_no,
+            when=receipt_datetime,
+        )
+        await self._call("POST", "/receipt_details", "receipt details", write=True, json=body)
+
+    async def check_health(self) -> tuple[bool, str]:
+        try:
+            location = await self._location()
+        except ProviderError as exc:
+            return False, exc.message
+        return True, f"Punchh location {location.location_name or '?'} answers"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

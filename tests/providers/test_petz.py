@@ -1,0 +1,516 @@
+"""The PETZ adapter over real loopback HTTP against the PETZ simulator: every operation, every
+error mapped to the vocabulary, and the fault cases that must never redeem a coupon twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.errors import ErrorCode, ProviderError
+from agent.normalise.gs1 import check_digit
+from agent.orders import OrderLine, OrderSnapshot
+from agent.providers.coupons import CouponAuthorization, CouponRejection
+from agent.providers.petz import (
+    PetzCouponProvider,
+    PetzSettings,
+    classify,
+    from_money,
+    order_body,
+    product_identifiers,
+    to_money,
+)
+from agent.tokens import mask
+from simulators.petz import DEFAULT_KEY, OrderSetBody, PetzSimulator
+from simulators.server import Request, Response, Running, serve
+
+KIBBLE = "012345678905"  # cpn_kibble2: $2.00 off
+TREATS = "036000291452"  # cpn_treats15: 15% off
+CATNIP = "081234000004"  # cpn_catnip1: expired
+OTHER = "041000000638"  # no coupon
+PHONE = "5551234567"  # consumer c_1001
+LANE = "lane-1"
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def sim() -> Iterator[Running]:
+    with serve(PetzSimulator()) as running:
+        yield running
+
+
+def settings(
+    running: Running, tmp_path: Path, key: str = DEFAULT_KEY, **extra: Any
+) -> PetzSettings:
+    key_file = tmp_path / "petz-api-key"
+    key_file.write_text(key + "\n", encoding="utf-8")
+    return PetzSettings(base_url=running.url, api_key_file=key_file, timeout=TIMEOUT, **extra)
+
+
+@pytest.fixture
+async def petz(sim: Running, tmp_path: Path) -> AsyncIterator[PetzCouponProvider]:
+    provider = PetzCouponProvider.from_settings(settings(sim, tmp_path))
+    yield provider
+    await provider.aclose()
+
+
+def snapshot(order_id: str = "o-1", *skus: str | None, amount: int = 1299) -> OrderSnapshot:
+    skus = skus or (KIBBLE, TREATS)
+    lines = [
+        OrderLine(id=str(n), name=f"item {n}", quantity=1, amount=amount, sku=sku)
+        for n, sku in enumerate(skus, start=1)
+    ]
+    subtotal = sum(x.amount for x in lines)
+    return OrderSnapshot(
+        order_id=order_id,
+        lines=lines,
+        subtotal=subtotal,
+        tax=100,
+        total=subtotal + 100,
+        currency="USD",
+    )
+
+
+def ledger(running: Running) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{running.url}/_sim/ledger").json()
+    return body
+
+
+def requests_log(running: Running) -> list[dict[str, Any]]:
+    body: list[dict[str, Any]] = httpx.get(f"{running.url}/_sim/requests").json()
+    return body
+
+
+def arm(running: Running, **fault: Any) -> None:
+    httpx.post(f"{running.url}/_sim/faults", json=[fault]).raise_for_status()
+
+
+async def fails(code: ErrorCode, call: Any) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        await call
+    assert caught.value.code == code, caught.value.message
+    return caught.value
+
+
+async def authorized(petz: PetzCouponProvider, order: OrderSnapshot) -> CouponAuthorization:
+    await petz.set_order(order, device_ref=LANE, consumer_id=None, status="open")
+    customer = await petz.set_customer(PHONE, order=order, device_ref=LANE)
+    return await petz.authorize(order, device_ref=LANE, consumer_id=customer.consumer_id)
+
+
+# -- happy paths --------------------------------------------------------------------------------
+
+
+async def test_set_customer_returns_the_wallet_in_minor_units(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    customer = await petz.set_customer(PHONE, order=snapshot(), device_ref=LANE)
+    assert customer.consumer_id == "c_1001"
+    assert customer.phone_masked == mask(PHONE) and PHONE not in customer.model_dump_json()
+    assert customer.wallet_url is not None
+    kibble, treats, catnip = customer.wallet
+    assert (kibble.coupon_id, kibble.amount_off, kibble.percent_off, kibble.upcs) == (
+        "cpn_kibble2",
+        200,
+        None,
+        [KIBBLE],
+    )
+    assert (treats.amount_off, treats.percent_off) == (None, Decimal(15))
+    assert catnip.expires_at is not None
+    assert ledger(sim)["orders"]["o-1"]["consumer_id"] == "c_1001"
+
+
+async def test_set_order_sends_lines_identifiers_and_decimal_amounts(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot("o-1", KIBBLE, "0" + TREATS, "ACME-5LB", None)
+    await petz.set_order(order, device_ref=LANE, consumer_id="c_1001", status="open")
+    state = ledger(sim)["orders"]["o-1"]
+    assert (state["status"], state["consumer_id"], state["total"]) == ("open", "c_1001", "52.96")
+    assert [x["identifiers"] for x in state["lines"]] == [
+        [{"type": "upc", "value": KIBBLE}],
+        [{"type": "ean", "value": "0" + TREATS}, {"type": "upc", "value": TREATS}],
+        [{"type": "sku", "value": "ACME-5LB"}],
+        [],
+    ]
+    assert state["lines"][0]["amount"] == "12.99"
+    await petz.set_order(order, device_ref=LANE, consumer_id=None, status="paid")
+    state = ledger(sim)["orders"]["o-1"]
+    assert (state["status"], state["consumer_id"]) == ("paid", None)
+
+
+async def test_authorize_gives_discounts_and_reasons(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    auth = await authorized(petz, snapshot("o-1", KIBBLE, TREATS, CATNIP, OTHER))
+    assert auth.order_id == "o-1" and auth.consumer_id == "c_1001"
+    assert [(d.coupon_id, d.amount, d.line_ids) for d in auth.applied] == [
+        ("cpn_kibble2", 200, ["1"]),
+        ("cpn_treats15", 195, ["2"]),  # 15% of 12.99, half up
+    ]
+    assert auth.total_discount == 395
+    (expired,) = [d for d in auth.discounts if d.rejected is not None]
+    assert (expired.coupon_id, expired.amount, expired.rejected) == (
+        "cpn_catnip1",
+        0,
+        CouponRejection.EXPIRED,
+    )
+    assert expired.reason == "Coupon has expired."
+    assert ledger(sim)["authorizations"][auth.auth_id]["status"] == "authorized"
+
+
+async def test_authorize_syncs_the_order_first(petz: PetzCouponProvider, sim: Running) -> None:
+    await petz.set_order(snapshot("o-1", OTHER), device_ref=LANE, consumer_id=None, status="open")
+    # The POS added the kibble since PETZ last saw the order: the authorization still sees it.
+    auth = await petz.authorize(
+        snapshot("o-1", OTHER, KIBBLE), device_ref=LANE, consumer_id="c_1001"
+    )
+    assert [d.line_ids for d in auth.applied] == [["2"]]
+    assert ledger(sim)["orders"]["o-1"]["consumer_id"] == "c_1001"
+
+
+async def test_capture_redeems_and_a_second_capture_changes_nothing(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    auth = await authorized(petz, order)
+    first = await petz.capture(auth, order=order, device_ref=LANE)
+    assert (first.auth_id, first.coupon_ids, first.total_discount) == (
+        auth.auth_id,
+        ["cpn_kibble2", "cpn_treats15"],
+        395,
+    )
+    again = await petz.capture(auth.auth_id, order=order, device_ref=LANE)
+    assert again == first
+    state = ledger(sim)
+    assert len(state["redemptions"]) == 2
+    assert state["consumers"]["c_1001"]["wallet"] == ["cpn_catnip1"]
+
+
+async def test_capture_path_is_a_setting(sim: Running, tmp_path: Path) -> None:
+    petz = PetzCouponProvider(settings(sim, tmp_path, capture_path="/posface/auth/redeem/"))
+    order = snapshot()
+    auth = await authorized(petz, order)
+    await petz.capture(auth, order=order, device_ref=LANE)
+    assert requests_log(sim)[-1]["path"] == "/posface/auth/redeem/"
+    assert ledger(sim)["authorizations"][auth.auth_id]["status"] == "captured"
+    await petz.aclose()
+
+
+async def test_release_voids_the_order_and_frees_the_coupons(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    auth = await authorized(petz, order)
+    await petz.release(auth.auth_id, order=order, device_ref=LANE)
+    await petz.release(auth.auth_id, order=order, device_ref=LANE)  # again: a no-op
+    state = ledger(sim)
+    assert state["authorizations"][auth.auth_id]["status"] == "released"
+    assert state["orders"]["o-1"]["status"] == "void"
+    assert state["orders"]["o-1"]["consumer_id"] == "c_1001"  # the customer stays on the order
+    # The coupons are free for the next order.
+    again = await petz.authorize(snapshot("o-2"), device_ref=LANE, consumer_id="c_1001")
+    assert again.total_discount == 395
+
+
+async def test_check_health(petz: PetzCouponProvider, sim: Running, tmp_path: Path) -> None:
+    assert await petz.check_health() == (True, "PETZ answers and accepts the API key")
+    wrong = PetzCouponProvider(settings(sim, tmp_path, key="wrong"))
+    assert await wrong.check_health() == (False, "Invalid token.")
+    await wrong.aclose()
+    with serve(PetzSimulator()) as gone:
+        url = gone
+    down = PetzCouponProvider(settings(url, tmp_path))
+    healthy, message = await down.check_health()
+    assert not healthy and "cannot be reached" in message
+    await down.aclose()
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+async def test_wrong_phone_is_not_found_in_petz_words(petz: PetzCouponProvider) -> None:
+    error = await fails(
+        ErrorCode.NOT_FOUND, petz.set_customer("5550000000", order=snapshot(), device_ref=LANE)
+    )
+    assert error.message.startswith("No PETZ account matches this phone number")
+
+
+async def test_malformed_phone_is_invalid_request(petz: PetzCouponProvider) -> None:
+    error = await fails(
+        ErrorCode.INVALID_REQUEST, petz.set_customer("555-1234", order=snapshot(), device_ref=LANE)
+    )
+    assert "current_phone" in error.message
+
+
+async def test_nothing_applicable_is_not_redeemable_with_the_reasons(
+    petz: PetzCouponProvider,
+) -> None:
+    error = await fails(
+        ErrorCode.NOT_REDEEMABLE,
+        petz.authorize(snapshot("o-1", OTHER, CATNIP), device_ref=LANE, consumer_id="c_1001"),
+    )
+    assert error.message == "No PETZ coupon in the customer's wallet applies to this order."
+    assert error.details is not None
+    rejected = {d["coupon_id"]: d["rejected"] for d in error.details["discounts"]}
+    assert rejected == {
+        "cpn_kibble2": "product_mismatch",
+        "cpn_treats15": "product_mismatch",
+        "cpn_catnip1": "expired",
+    }
+
+
+async def test_authorize_for_an_unknown_consumer_is_not_found(petz: PetzCouponProvider) -> None:
+    await fails(
+        ErrorCode.NOT_FOUND, petz.authorize(snapshot(), device_ref=LANE, consumer_id="c_nobody")
+    )
+
+
+async def test_a_closed_order_is_invalid_request(petz: PetzCouponProvider) -> None:
+    order = snapshot()
+    await petz.set_order(order, device_ref=LANE, consumer_id=None, status="paid")
+    error = await fails(
+        ErrorCode.INVALID_REQUEST, petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
+    )
+    assert error.message == "Order o-1 is already paid."
+    await fails(ErrorCode.INVALID_REQUEST, petz.release("pa_x", order=order, device_ref=LANE))
+
+
+async def test_capture_of_an_unknown_auth_is_not_found(petz: PetzCouponProvider) -> None:
+    order = snapshot()
+    await authorized(petz, order)
+    await fails(ErrorCode.NOT_FOUND, petz.capture("pa_nope", order=order, device_ref=LANE))
+
+
+async def test_capture_of_a_released_auth_is_not_redeemable(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    first = await authorized(petz, order)
+    await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")  # replaces the first
+    error = await fails(ErrorCode.NOT_REDEEMABLE, petz.capture(first, order=order, device_ref=LANE))
+    assert "released (replaced)" in error.message
+    await petz.release(first.auth_id, order=order, device_ref=LANE)
+    await fails(ErrorCode.NOT_REDEEMABLE, petz.capture(first, order=order, device_ref=LANE))
+    assert ledger(sim)["redemptions"] == []
+
+
+async def test_release_of_an_unknown_auth_is_not_found(petz: PetzCouponProvider) -> None:
+    order = snapshot()
+    await authorized(petz, order)
+    await fails(ErrorCode.NOT_FOUND, petz.release("pa_nope", order=order, device_ref=LANE))
+
+
+async def test_release_after_capture_is_refused(petz: PetzCouponProvider, sim: Running) -> None:
+    order = snapshot()
+    auth = await authorized(petz, order)
+    await petz.capture(auth, order=order, device_ref=LANE)
+    error = await fails(
+        ErrorCode.INVALID_REQUEST, petz.release(auth.auth_id, order=order, device_ref=LANE)
+    )
+    assert "captured" in error.message
+    assert len(ledger(sim)["redemptions"]) == 2
+
+
+async def test_a_wrong_key_is_not_configured(sim: Running, tmp_path: Path) -> None:
+    petz = PetzCouponProvider(settings(sim, tmp_path, key="wrong"))
+    error = await fails(
+        ErrorCode.NOT_CONFIGURED, petz.set_customer(PHONE, order=snapshot(), device_ref=LANE)
+    )
+    assert error.message == "Invalid token."
+    await petz.aclose()
+
+
+def test_a_missing_key_is_not_configured_at_construction(
+    sim: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ProviderError) as caught:
+        PetzCouponProvider(PetzSettings(base_url=sim.url))
+    assert caught.value.code == ErrorCode.NOT_CONFIGURED
+    assert "LoadCredential=petz-api-key" in caught.value.message
+
+
+def test_device_ref_defaults_to_the_lane(sim: Running) -> None:
+    assert PetzSettings(base_url=sim.url).device_ref_for(LANE) == LANE
+    assert PetzSettings(base_url=sim.url, device_ref="reg-7").device_ref_for(LANE) == "reg-7"
+
+
+def test_refusals_without_a_known_code_fall_back_to_the_status() -> None:
+    assert classify(httpx.Response(302))[0] == ErrorCode.NOT_CONFIGURED
+    assert classify(httpx.Response(429, text="slow down"))[0] == ErrorCode.PROVIDER_UNAVAILABLE
+    odd = httpx.Response(409, json={"error": {"code": "new_in_v2", "message": "m"}})
+    assert classify(odd)[0] == ErrorCode.INVALID_REQUEST
+    assert classify(httpx.Response(418, json={}))[0] == ErrorCode.INVALID_REQUEST
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+async def test_503_on_capture_applies_nothing(petz: PetzCouponProvider, sim: Running) -> None:
+    order = snapshot()
+    auth = await authorized(petz, order)
+    arm(sim, path="/posface/auth/capture/", kind="error", status=503)
+    await fails(ErrorCode.PROVIDER_UNAVAILABLE, petz.capture(auth, order=order, device_ref=LANE))
+    state = ledger(sim)
+    assert state["redemptions"] == []
+    assert state["authorizations"][auth.auth_id]["status"] == "authorized"
+
+
+async def test_dropped_capture_is_unknown_outcome_and_redeems_once(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    auth = await authorized(petz, order)
+    arm(sim, path="/posface/auth/capture/", kind="drop_after_apply")
+    await fails(ErrorCode.UNKNOWN_OUTCOME, petz.capture(auth, order=order, device_ref=LANE))
+    assert [r["coupon_id"] for r in ledger(sim)["redemptions"]] == ["cpn_kibble2", "cpn_treats15"]
+    # Resolving with the same auth id answers the capture that happened, without a second one.
+    capture = await petz.capture(auth, order=order, device_ref=LANE)
+    assert capture.total_discount == 395
+    assert len(ledger(sim)["redemptions"]) == 2
+
+
+async def test_dropped_authorization_is_unknown_outcome_and_a_retry_holds_once(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    arm(sim, path="/posface/auth/create/", kind="drop_after_apply")
+    await fails(
+        ErrorCode.UNKNOWN_OUTCOME, petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
+    )
+    auth = await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
+    states = {k: v["status"] for k, v in ledger(sim)["authorizations"].items()}
+    assert sorted(states.values()) == ["authorized", "released"]
+    assert states[auth.auth_id] == "authorized"
+
+
+async def test_a_silent_provider_is_bounded_by_the_timeout(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    arm(sim, path="/posface/auth/create/", kind="timeout")
+    arm(sim, path="/posface/customer/set/", kind="timeout")
+    async with asyncio.timeout(TIMEOUT * 10):  # a bound, not a measurement
+        await fails(
+            ErrorCode.UNKNOWN_OUTCOME, petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
+        )
+        await fails(
+            ErrorCode.PROVIDER_UNAVAILABLE, petz.set_customer(PHONE, order=order, device_ref=LANE)
+        )
+
+
+async def test_a_dropped_order_update_is_safe_to_resend(
+    petz: PetzCouponProvider, sim: Running
+) -> None:
+    order = snapshot()
+    arm(sim, path="/posface/order/set/", kind="drop_after_apply")
+    await fails(
+        ErrorCode.PROVIDER_UNAVAILABLE,
+        petz.set_order(order, device_ref=LANE, consumer_id=None, status="open"),
+    )
+    await petz.set_order(order, device_ref=LANE, consumer_id=None, status="open")
+    assert list(ledger(sim)["orders"]) == ["o-1"]
+
+
+class ChangedAnswers(PetzSimulator):
+    """A PETZ that applies each request as usual and then answers in a shape the adapter does
+    not know: a capture without its fields, a wallet coupon with neither value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.route("POST", "/posface/auth/capture/", self.changed_capture)
+        self.route("POST", "/posface/customer/set/", self.changed_customer)
+        self.routes[:0] = self.routes[-2:]  # ahead of the normal routes
+
+    def changed_capture(self, request: Request) -> Response:
+        self.auth_capture(request)
+        return Response(200, {"result": "ok"})
+
+    def changed_customer(self, request: Request) -> Response:
+        answer = self.customer_set(request)
+        answer.body["wallet"][0]["amount_off"] = None
+        return answer
+
+
+async def test_unreadable_answers_to_a_write_are_unknown_outcomes(tmp_path: Path) -> None:
+    with serve(ChangedAnswers()) as running:
+        petz = PetzCouponProvider(settings(running, tmp_path))
+        order = snapshot()
+        await fails(
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            petz.set_customer(PHONE, order=order, device_ref=LANE),
+        )
+        auth = await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
+        await fails(ErrorCode.UNKNOWN_OUTCOME, petz.capture(auth, order=order, device_ref=LANE))
+        assert len(ledger(running)["redemptions"]) == 2
+        await petz.aclose()
+
+
+# -- wire format properties ---------------------------------------------------------------------
+
+
+@given(st.integers(-(10**12), 10**12), st.integers(0, 3))
+def test_money_round_trips(minor: int, decimals: int) -> None:
+    text = to_money(minor, decimals)
+    assert from_money(Decimal(text), decimals) == minor
+    assert ("." in text) == (decimals > 0)
+
+
+@given(st.from_regex(r"[0-9]{11}", fullmatch=True))
+def test_product_codes_are_classified_by_check_digit(body: str) -> None:
+    upc = body + str(check_digit(body))
+    assert product_identifiers(upc) == [{"type": "upc", "value": upc}]
+    assert {"type": "upc", "value": upc} in product_identifiers("0" + upc)
+    wrong = body + str((check_digit(body) + 1) % 10)
+    assert product_identifiers(wrong) == [{"type": "sku", "value": wrong}]
+
+
+line_text = st.text(min_size=1, max_size=64).filter(lambda s: s.strip() == s and s)
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> OrderSnapshot:
+    lines = draw(
+        st.lists(
+            st.builds(
+                OrderLine,
+                id=line_text,
+                name=line_text,
+                quantity=st.integers(1, 999),
+                amount=st.integers(-(10**8), 10**8),
+                sku=st.none()
+                | st.text(max_size=64)
+                | st.from_regex(r"[0-9]{12,13}", fullmatch=True),
+            ),
+            max_size=8,
+        )
+    )
+    subtotal = draw(st.integers(0, 10**8))
+    tax = draw(st.integers(0, 10**7))
+    return OrderSnapshot(
+        order_id=draw(line_text),
+        lines=lines,
+        subtotal=subtotal,
+        tax=tax,
+        total=subtotal + tax,
+        currency="USD",
+    )
+
+
+@given(snapshots(), st.sampled_from(["open", "paid", "void"]), st.none() | line_text)
+def test_every_order_body_is_one_petz_accepts(
+    order: OrderSnapshot, status: Any, consumer_id: str | None
+) -> None:
+    body = order_body(order, device_ref=LANE, status=status, decimals=2, consumer_id=consumer_id)
+    parsed = OrderSetBody.model_validate(body)
+    assert [Decimal(x.amount) for x in parsed.lines] == [
+        Decimal(x.amount).scaleb(-2) for x in order.lines
+    ]
