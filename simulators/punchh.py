@@ -458,8 +458,8 @@ class PunchhSimulator(Simulator):
 
     def usage(self) -> list[str]:
         lines = [
-            f"location key (credential punchh-location-key): {LOCATION_KEY}",
-            f"business key (credential punchh-business-key): {BUSINESS_KEY}",
+            f"location key (credential punchh_location_key): {LOCATION_KEY}",
+            f"business key (credential punchh_business_key): {BUSINESS_KEY}",
             "User-Agent: <Integrator>/POS/<version>, e.g. LaneAgent/POS/0.1.0",
             f"location {self.location.location_name!r}, short_key {self.location.short_key}",
             f"redeemables: {', '.join(f'{k} {r.name}' for k, r in self.redeemables.items())}",

@@ -47,7 +47,7 @@ _T = TypeVar("_T")
 
 NAME: Final = "giftlocal"
 LABEL: Final = "Gift Local"
-CREDENTIAL: Final = "giftlocal-api-key"
+CREDENTIAL: Final = "giftlocal_api_key"
 
 VALIDATE_PATH: Final = "/api/integration/redemption/validate-gift"
 REDEEM_PATH: Final = "/api/integration/redemption/redeem-gift"

@@ -42,7 +42,7 @@ class HttpProviderSettings(BaseModel):
     api_key_file: Path | None = Field(
         None,
         description="file holding the API key; default: the systemd credential named "
-        "`<provider>-api-key`",
+        "`<provider>_api_key`",
     )
     timeout: float = Field(
         8.0, gt=0, le=120, description="seconds for a whole call, answer included"

@@ -38,7 +38,7 @@ from agent.secrets import read_secret
 log = logging.getLogger(__name__)
 
 NAME: Final = "kseries"
-CREDENTIAL: Final = "kseries-api-key"
+CREDENTIAL: Final = "kseries_api_key"
 # How messages name the backend to a cashier.
 DISPLAY_NAME: Final = "Gift card service"
 

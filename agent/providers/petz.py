@@ -43,7 +43,7 @@ from agent.tokens import mask
 log = logging.getLogger(__name__)
 
 NAME: Final = "petz"
-API_KEY_CREDENTIAL: Final = "petz-api-key"
+API_KEY_CREDENTIAL: Final = "petz_api_key"
 
 CUSTOMER_PATH: Final = "/posface/customer/set/"
 ORDER_PATH: Final = "/posface/order/set/"

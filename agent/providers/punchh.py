@@ -52,8 +52,8 @@ from agent.tokens import mask
 log = logging.getLogger(__name__)
 
 NAME: Final = "punchh"
-LOCATION_KEY_CREDENTIAL: Final = "punchh-location-key"
-BUSINESS_KEY_CREDENTIAL: Final = "punchh-business-key"
+LOCATION_KEY_CREDENTIAL: Final = "punchh_location_key"
+BUSINESS_KEY_CREDENTIAL: Final = "punchh_business_key"
 
 SEARCH_PARAMS: Final[Mapping[str, str]] = {
     "phone": "phone",

@@ -49,7 +49,7 @@ def sim() -> Iterator[Running]:
 def settings(
     running: Running, tmp_path: Path, key: str = DEFAULT_KEY, **extra: Any
 ) -> PetzSettings:
-    key_file = tmp_path / "petz-api-key"
+    key_file = tmp_path / "petz_api_key"
     key_file.write_text(key + "\n", encoding="utf-8")
     return PetzSettings(base_url=running.url, api_key_file=key_file, timeout=TIMEOUT, **extra)
 
@@ -335,7 +335,7 @@ def test_a_missing_key_is_not_configured_at_construction(
     with pytest.raises(ProviderError) as caught:
         PetzCouponProvider(PetzSettings(base_url=sim.url))
     assert caught.value.code == ErrorCode.NOT_CONFIGURED
-    assert "LoadCredential=petz-api-key" in caught.value.message
+    assert "LoadCredential=petz_api_key" in caught.value.message
 
 
 def test_device_ref_defaults_to_the_lane(sim: Running) -> None:

@@ -156,14 +156,14 @@ def test_a_missing_key_names_its_credential(
     with pytest.raises(ProviderError) as caught:
         PunchhLoyaltyProvider(values)
     assert caught.value.code == ErrorCode.NOT_CONFIGURED
-    assert "LoadCredential=punchh-business-key" in caught.value.message
+    assert "LoadCredential=punchh_business_key" in caught.value.message
 
 
 async def test_keys_come_from_systemd_credentials(
     sim: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "punchh-location-key").write_text(LOCATION_KEY)
-    (tmp_path / "punchh-business-key").write_text(BUSINESS_KEY)
+    (tmp_path / "punchh_location_key").write_text(LOCATION_KEY)
+    (tmp_path / "punchh_business_key").write_text(BUSINESS_KEY)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     provider = PunchhLoyaltyProvider(PunchhSettings.model_validate({"base_url": sim.url}))
     assert (await provider.check_health())[0]
