@@ -1,0 +1,69 @@
+"""Shared shapes of every MQTT payload: the envelope of events, requests, responses, errors."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import ErrorCode, LaneError
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class Envelope(_Payload):
+    """Every event carries these so consumers can drop QoS 1 duplicates."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    ts: datetime = Field(default_factory=utc_now, description="RFC 3339, UTC")
+
+
+class Request(_Payload):
+    """Every request carries a `request_id`; repeating it returns the first answer again."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+
+
+class ErrorBody(_Payload):
+    code: ErrorCode
+    message: str = Field(
+        description="readable by a cashier; the provider's own words when it gave any"
+    )
+    details: dict[str, Any] | None = Field(
+        None,
+        description="facts the POS can act on, e.g. `available` and `currency` with "
+        "insufficient_balance so it can offer a partial payment",
+    )
+
+    @classmethod
+    def of(cls, exc: LaneError) -> ErrorBody:
+        return cls(code=exc.code, message=exc.message, details=exc.details)
+
+
+class Response(_Payload):
+    """`{base}/response/{op}`; with MQTT v5 also sent to the request's Response Topic."""
+
+    request_id: str | None
+    status: Literal["ok", "error"]
+    data: dict[str, Any] | None = None
+    error: ErrorBody | None = None
+    ts: datetime = Field(default_factory=utc_now)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    params: type[Request]
+    result: type[_Payload]
+    summary: str

@@ -1,0 +1,155 @@
+"""Gift vouchers (Gift Local, sandbox) and gift card payments (the K-Series style card flow)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
+from agent.providers.base import GiftStatus, Redemption, Reversal
+from agent.providers.cards import CardBalance, CardRedemption, CardReversal
+
+
+class GiftValidatedData(_Payload):
+    token_id: str
+    display: str
+    provider: str
+    gift: GiftStatus
+
+
+class GiftInvalidData(_Payload):
+    """A scanned gift code the provider could not validate (not found, provider down...)."""
+
+    token_id: str
+    display: str
+    provider: str
+    error: ErrorBody
+
+
+class GiftRedeemedData(_Payload):
+    token_id: str | None
+    display: str | None
+    provider: str
+    redemption: Redemption
+
+
+class GiftReversedData(_Payload):
+    provider: str
+    reversal: Reversal
+
+
+class CardBalanceData(_Payload):
+    """A scanned gift card's balance, for the POS display (K-Series: `pos_postMessage`)."""
+
+    token_id: str
+    display: str
+    provider: str
+    card: CardBalance
+
+
+class CardInvalidData(_Payload):
+    """A scanned gift card the provider could not look up (unknown card, provider down...)."""
+
+    token_id: str
+    display: str
+    provider: str
+    error: ErrorBody
+
+
+class PaymentInstruction(_Payload):
+    """What the POS adds as a payment (K-Series: `pos_addPayment(amount_cents, code, cb)`)."""
+
+    amount_cents: int = Field(gt=0, description="minor units")
+    payment_method_code: str
+    currency: str
+
+
+class CardPaidData(_Payload):
+    token_id: str
+    display: str
+    provider: str
+    order_id: str
+    payment: PaymentInstruction
+    redemption: CardRedemption
+    remaining: int = Field(description="what is left to pay on the order, minor units")
+
+
+class GiftValidateParams(Request):
+    token_id: str
+
+
+class GiftRedeemParams(Request):
+    """`amount` (monetary gifts and gift cards, minor units) or `quantity` (item gifts). For a
+    gift card payment `amount` may be left out: the agent then pays what is left of the open
+    order's total (tax included)."""
+
+    token_id: str
+    amount: int | None = Field(None, gt=0, description="minor units, e.g. cents")
+    quantity: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> GiftRedeemParams:
+        if self.amount is not None and self.quantity is not None:
+            raise ValueError("give amount (minor units) or quantity, not both")
+        return self
+
+
+class GiftReverseParams(Request):
+    transaction_id: str = Field(min_length=1, max_length=128)
+
+
+class RedeemResult(_Payload):
+    """A gift voucher redemption (`redemption`) or a gift card payment (`card` and `payment`:
+    add `payment` to the order, e.g. with K-Series `pos_addPayment`)."""
+
+    provider: str
+    redemption: Redemption | None = None
+    card: CardRedemption | None = None
+    payment: PaymentInstruction | None = None
+    remaining: int | None = Field(
+        None, description="card payments: what is left to pay on the order, minor units"
+    )
+
+
+class ReverseResult(_Payload):
+    """A gift voucher redemption reversed (`reversal`), or a gift card payment (`card`)."""
+
+    provider: str
+    reversal: Reversal | None = None
+    card: CardReversal | None = None
+
+
+class ValidateResult(_Payload):
+    """A gift voucher (`gift`) or a gift card's balance (`card`)."""
+
+    provider: str
+    gift: GiftStatus | None = None
+    card: CardBalance | None = None
+
+
+EVENTS: dict[str, type[_Payload]] = {
+    "gift.validated": GiftValidatedData,
+    "gift.invalid": GiftInvalidData,
+    "gift.redeemed": GiftRedeemedData,
+    "gift.reversed": GiftReversedData,
+    "card.balance": CardBalanceData,
+    "card.invalid": CardInvalidData,
+    "card.paid": CardPaidData,
+}
+
+OPS: dict[str, OpSpec] = {
+    "gift.validate": OpSpec(
+        GiftValidateParams,
+        ValidateResult,
+        "validate a scanned gift voucher or read a gift card's balance again",
+    ),
+    "gift.redeem": OpSpec(
+        GiftRedeemParams,
+        RedeemResult,
+        "redeem a gift voucher, or pay with a gift card (amount defaults to what is left)",
+    ),
+    "gift.reverse": OpSpec(
+        GiftReverseParams,
+        ReverseResult,
+        "reverse a gift redemption or an open order's card payment by its transaction id",
+    ),
+}
