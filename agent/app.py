@@ -7,12 +7,13 @@ import contextlib
 import logging
 import signal
 import socket
-from typing import Protocol
+from collections.abc import Callable
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo
-from agent.config import Config, DeviceSettings, FifoDeviceSettings
+from agent.config import EXIT_CONFIG, Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
+    OPS,
     DeviceHealthParams,
     Event,
     GiftRedeemParams,
@@ -28,13 +29,14 @@ from agent.contract import (
 )
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
-from agent.flows.card import CardFlow
+from agent.flows.base import FlowContext, Handler, LaneFlow, Provider
+from agent.flows.card import build as build_card_flow
 from agent.flows.gift import GiftFlow
-from agent.flows.orders import OrderDesk, OrderFlow
+from agent.flows.orders import OrderDesk
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
 from agent.providers.base import GiftProvider
-from agent.providers.kseries import KSeriesCardProvider
+from agent.providers.giftlocal import GiftLocalProvider
 from agent.providers.sandbox import SandboxLedger
 from agent.requests import RequestRouter, ResponseStore
 from agent.scans import FlowHandler, ScanPipeline
@@ -53,14 +55,19 @@ from drivers.serial_port import SerialScanner, SerialSettings
 log = logging.getLogger(__name__)
 
 
-class Provider(Protocol):
-    """What the agent itself needs of every provider, whatever its flow."""
+# Flows beyond gift vouchers and card payments, each built from the config when it names a
+# provider for it (see agent/flows/base.py).
+FLOW_BUILDERS: tuple[Callable[[FlowContext], LaneFlow | None], ...] = ()
 
-    name: str
 
-    async def check_health(self) -> tuple[bool, str]: ...
+def _not_configured(op: str) -> Handler:
+    async def refuse(_params: object) -> object:
+        raise LaneError(
+            ErrorCode.NOT_CONFIGURED,
+            f"{op}: this lane has no provider for it ([providers] and [flows] in the config)",
+        )
 
-    async def aclose(self) -> None: ...
+    return refuse
 
 
 def build_gift_provider(config: Config) -> GiftProvider | None:
@@ -73,6 +80,8 @@ def build_gift_provider(config: Config) -> GiftProvider | None:
             location=settings.location or config.lane.store,
             load_demo=settings.demo_data,
         )
+    if name == "giftlocal" and config.providers.giftlocal is not None:
+        return GiftLocalProvider(config.providers.giftlocal)
     return None
 
 
@@ -125,30 +134,18 @@ class LaneAgent:
             if self.gift_provider is not None
             else None
         )
-        routes = config.kind_routes()
         book = OrderBook(state_dir / "orders.sqlite")
-        order_flows: list[OrderFlow] = []
-        on_scan: dict[str, FlowHandler] = {}
-        if self.gift is not None:
+        ctx = FlowContext(config, self.vault, book, self._emit)
+        self.card = build_card_flow(ctx)
+        built = [self.card, *(build(ctx) for build in FLOW_BUILDERS)]
+        self.flows: list[LaneFlow] = [flow for flow in built if flow is not None]
+        self.orders = OrderDesk(book, self.flows, self._emit)
+        self.providers: list[Provider] = [flow.provider for flow in self.flows]
+        on_scan: dict[str, FlowHandler] = {flow.name: flow.on_scan for flow in self.flows}
+        if self.gift is not None and self.gift_provider is not None:
+            self.providers.insert(0, self.gift_provider)
             on_scan["gift"] = self.gift.on_scan
-        self.card: CardFlow | None = None
-        if config.providers.kseries is not None and config.flow_provider("card") == "kseries":
-            self.card = CardFlow(
-                KSeriesCardProvider(config.providers.kseries),
-                self.vault,
-                book,
-                self._emit,
-                kinds=frozenset(k for k, flow in routes.items() if flow == "card"),
-                reference_prefix=f"{config.lane.store}:{config.lane.lane}",
-            )
-            order_flows.append(self.card)
-            on_scan["card"] = self.card.on_scan
-        self.orders = OrderDesk(book, order_flows, self._emit)
-        self.providers: list[Provider] = []
-        if self.gift_provider is not None:
-            self.providers.append(self.gift_provider)
-        if self.card is not None:
-            self.providers.append(self.card.provider)
+        routes = config.kind_routes()
         flows = {kind: on_scan[flow] for kind, flow in routes.items() if flow in on_scan}
         self.pipeline = ScanPipeline(
             Normaliser(config.normaliser),
@@ -161,18 +158,26 @@ class LaneAgent:
         self.supervisor = Supervisor(self.pipeline.handle)
         self.router = RequestRouter(
             ResponseStore(state_dir / "requests.sqlite"),
-            {
-                "scan.inject": self._scan_inject,
-                "gift.validate": self._validate,
-                "gift.redeem": self._redeem,
-                "gift.reverse": self._reverse,
-                "order.update": self.orders.update,
-                "order.paid": self.orders.paid,
-                "order.void": self.orders.void,
-                "device.health": self._device_health,
-            },
+            self._handlers(),
             max_payload=config.mqtt.max_payload,
         )
+
+    def _handlers(self) -> dict[str, Handler]:
+        """Every op of the contract: the lane's own, the flows', and for a flow this lane does
+        not run, an answer saying so."""
+        handlers: dict[str, Handler] = {
+            "scan.inject": self._scan_inject,
+            "gift.validate": self._validate,
+            "gift.redeem": self._redeem,
+            "gift.reverse": self._reverse,
+            "order.update": self.orders.update,
+            "order.paid": self.orders.paid,
+            "order.void": self.orders.void,
+            "device.health": self._device_health,
+        }
+        for flow in self.flows:
+            handlers |= flow.handlers()
+        return {op: handlers.get(op) or _not_configured(op) for op in OPS}
 
     def _emit(self, event: Event) -> None:
         self.bus.publish("event", event)
@@ -284,6 +289,11 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 async def run_daemon(config: Config) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    agent = LaneAgent(config)
+    try:
+        agent = LaneAgent(config)
+    except LaneError as exc:  # a provider without its key, a ledger that cannot be opened
+        log.error("cannot start: %s", exc.message)
+        Notifier().status(f"refusing to start: {exc.message}")
+        return EXIT_CONFIG
     await agent.run(stop)
     return 0

@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-
-EXIT_CONFIG = 2
+from agent.config import DEFAULT_CONFIG_PATH, EXIT_CONFIG, Config, ConfigError, load_config
 
 EPILOG = """\
 examples:

@@ -16,7 +16,10 @@ from typing import Annotated, Any, Literal, cast, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.normalise import NormaliserSettings
+from agent.providers.giftlocal import GiftLocalSettings
 from agent.providers.kseries import KSeriesSettings
+from agent.providers.petz import PetzSettings
+from agent.providers.punchh import PunchhSettings
 from agent.providers.sandbox import SandboxSettings
 from drivers.hidpos import HidPosSettings
 from drivers.keyboard import KeyboardSettings
@@ -30,6 +33,9 @@ FLOW_PROVIDERS: dict[str, tuple[str, ...]] = {
     "coupons": ("petz",),
     "loyalty": ("punchh",),
 }
+
+# Exit status for a configuration the agent cannot run with; the unit does not restart on it.
+EXIT_CONFIG = 2
 
 DEFAULT_CONFIG_PATH = Path("/etc/lane-agent/lane-agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/lane-agent")
@@ -110,8 +116,13 @@ DEVICE_TYPES = ("fifo", "evdev", "serial", "hidpos", "nfc")
 
 
 class ProvidersSettings(_Section):
+    """One table per provider this lane talks to; `[flows]` says which flow uses which."""
+
     sandbox: SandboxSettings | None = None
+    giftlocal: GiftLocalSettings | None = None
     kseries: KSeriesSettings | None = None
+    petz: PetzSettings | None = None
+    punchh: PunchhSettings | None = None
 
 
 FlowName = Literal["gift", "card", "coupons", "loyalty"]

@@ -33,10 +33,12 @@ from agent.contract import (
     ValidateResult,
 )
 from agent.errors import ErrorCode, LaneError
+from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.normalise import Token
 from agent.orders import Order, OrderBook
 from agent.providers.cards import CardProvider, CardRedemption
+from agent.providers.kseries import KSeriesCardProvider
 from agent.tokens import TokenVault, display
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,11 @@ class CardFlow:
             token_id=token_id, display=shown, provider=self.provider.name, card=card
         )
         self._emit(Event(type="card.balance", data=data.model_dump(mode="json")))
+
+    def handlers(self) -> dict[str, Handler]:
+        """None of its own: the POS pays by card with the gift ops, which the app dispatches by
+        the token's flow (`handles`, `owns`)."""
+        return {}
 
     def handles(self, token_id: str) -> bool:
         entry = self._vault.get(token_id)
@@ -245,3 +252,17 @@ class CardFlow:
 
     def _state(self, order: Order) -> CardPayments:
         return self._book.flow_state(order.order_id, FLOW, CardPayments) or CardPayments()
+
+
+def build(ctx: FlowContext) -> CardFlow | None:
+    settings = ctx.config.providers.kseries
+    if settings is None or ctx.config.flow_provider("card") != "kseries":
+        return None
+    return CardFlow(
+        KSeriesCardProvider(settings),
+        ctx.vault,
+        ctx.book,
+        ctx.emit,
+        kinds=ctx.kinds("card"),
+        reference_prefix=ctx.lane_ref,
+    )
