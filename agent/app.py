@@ -31,7 +31,9 @@ from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler, LaneFlow, Provider
 from agent.flows.card import build as build_card_flow
+from agent.flows.coupons import build as build_coupon_flow
 from agent.flows.gift import GiftFlow
+from agent.flows.loyalty import build as build_loyalty_flow
 from agent.flows.orders import OrderDesk
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
@@ -57,7 +59,10 @@ log = logging.getLogger(__name__)
 
 # Flows beyond gift vouchers and card payments, each built from the config when it names a
 # provider for it (see agent/flows/base.py).
-FLOW_BUILDERS: tuple[Callable[[FlowContext], LaneFlow | None], ...] = ()
+FLOW_BUILDERS: tuple[Callable[[FlowContext], LaneFlow | None], ...] = (
+    build_coupon_flow,
+    build_loyalty_flow,
+)
 
 
 def _not_configured(op: str) -> Handler:
@@ -130,7 +135,7 @@ class LaneAgent:
         self.drivers = build_drivers(config, self.keyed)
         self.gift_provider = build_gift_provider(config)
         self.gift = (
-            GiftFlow(self.gift_provider, self.vault, self._emit, location=config.lane.store)
+            GiftFlow(self.gift_provider, self.vault, self._emit)
             if self.gift_provider is not None
             else None
         )

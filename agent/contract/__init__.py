@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from agent.contract import gift, lane, orders
+from agent.contract import coupons, gift, lane, loyalty, orders
 from agent.contract.base import (
     Envelope,
     ErrorBody,
@@ -62,7 +62,7 @@ from agent.contract.orders import (
     StepOutcome,
 )
 
-_MODULES = (lane, gift, orders)
+_MODULES = (lane, gift, orders, coupons, loyalty)
 
 EVENT_DATA: dict[str, type[_Payload]] = {k: v for m in _MODULES for k, v in m.EVENTS.items()}
 OPS: dict[str, OpSpec] = {k: v for m in _MODULES for k, v in m.OPS.items()}

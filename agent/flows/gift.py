@@ -27,18 +27,13 @@ from agent.contract import (
 )
 from agent.errors import ErrorCode, LaneError, ProviderError
 from agent.normalise import Kind, Token
-from agent.providers.base import GiftProvider, GiftRef, GiftStatus, NotRedeemableReason
+from agent.providers.base import GiftProvider, GiftRef, GiftStatus
 from agent.tokens import TokenVault, display
 
 log = logging.getLogger(__name__)
 
 GIFT_KINDS = frozenset({Kind.GIFT_VOUCHER_CODE.value, Kind.GIFT_VOUCHER_TOKEN.value})
 
-_REFUSAL = {
-    NotRedeemableReason.EXPIRED: ErrorCode.EXPIRED,
-    NotRedeemableReason.NOT_YET_VALID: ErrorCode.NOT_YET_VALID,
-    NotRedeemableReason.WRONG_LOCATION: ErrorCode.WRONG_LOCATION,
-}
 
 
 def gift_ref(token: Token) -> GiftRef:
@@ -54,7 +49,7 @@ class GiftFlow:
         vault: TokenVault,
         emit: Callable[[Event], None],
         *,
-        location: str | None,
+        location: str | None = None,
     ) -> None:
         self.provider = provider
         self._vault = vault
@@ -128,12 +123,9 @@ class GiftFlow:
 
 
 def _check_redeemable(gift: GiftStatus) -> None:
-    """Refuse before calling redeem: the provider would refuse too, with a vaguer error."""
+    """Refuse before calling redeem, so nothing reaches the provider. One code for every reason
+    (the POS branches on it once); `details.reason` says which: expired, depleted..."""
     if gift.is_redeemable:
         return
-    code = (
-        _REFUSAL.get(gift.reason, ErrorCode.NOT_REDEEMABLE)
-        if gift.reason
-        else ErrorCode.NOT_REDEEMABLE
-    )
-    raise ProviderError(code, gift.description)
+    reason = {"reason": gift.reason.value} if gift.reason is not None else None
+    raise ProviderError(ErrorCode.NOT_REDEEMABLE, gift.description, details=reason)

@@ -72,7 +72,8 @@ async def test_expired_gift_validates_but_says_why_and_refuses_redeem(
     assert gift["reason"] == "expired"
     answer = await probe.request("gift.redeem", {"token_id": scanned["token_id"], "amount": 100})
     assert answer["status"] == "error"
-    assert answer["error"]["code"] == "expired"
+    assert answer["error"]["code"] == "not_redeemable"
+    assert answer["error"]["details"] == {"reason": "expired"}
 
 
 async def test_partial_redeem_then_reverse_restores_balance(
