@@ -143,6 +143,10 @@ async def test_unknown_code_and_provider_down_reach_the_pos_as_gift_invalid(
     await sim_faults(gift_api, {"path": ".*/validate-gift", "kind": "error", "status": 503})
     _, down = await gift_event(probe, "100000000001")
     assert down["data"]["error"]["code"] == "provider_unavailable"
+    # A provider that never answers: the POS still hears back once the 3 s call bound passes.
+    await sim_faults(gift_api, {"path": ".*/validate-gift", "kind": "timeout", "delay": 30})
+    _, silent = await gift_event(probe, "100000000002")
+    assert silent["data"]["error"]["code"] == "provider_unavailable"
 
 
 async def test_a_redeem_whose_answer_is_lost_is_an_unknown_outcome_applied_once(
