@@ -124,6 +124,10 @@ def config_sections() -> dict[str, str]:
         TlsSettings,
     )
     from agent.normalise import CustomRule, NormaliserSettings
+    from agent.providers.giftlocal import GiftLocalSettings
+    from agent.providers.kseries import KSeriesSettings
+    from agent.providers.petz import PetzSettings
+    from agent.providers.punchh import PunchhSettings
     from agent.providers.sandbox import SandboxSettings
     from drivers.hidpos import HidPosSettings
     from drivers.keyboard import KeyboardSettings
@@ -140,6 +144,10 @@ def config_sections() -> dict[str, str]:
         ('[devices.NAME] with type = "nfc"', NfcSettings),
         ('[devices.NAME] with type = "fifo" (named pipe)', FifoDeviceSettings),
         ("[providers.sandbox]", SandboxSettings),
+        ("[providers.giftlocal] (docs/providers/giftlocal.md)", GiftLocalSettings),
+        ("[providers.kseries] (docs/providers/kseries.md)", KSeriesSettings),
+        ("[providers.petz] (docs/providers/petz.md)", PetzSettings),
+        ("[providers.punchh] (docs/providers/punchh.md)", PunchhSettings),
         ("[flows]", FlowSettings),
         ("[normaliser]", NormaliserSettings),
         ("[[normaliser.custom]]", CustomRule),
