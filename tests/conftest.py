@@ -256,6 +256,27 @@ def agent_process(tmp_path: Path, broker: Broker) -> Iterator[AgentProcess]:
         proc.signal(signal.SIGKILL)
 
 
+AgentFactory = Callable[[str], AgentProcess]
+
+
+@pytest.fixture
+def lane_agents(tmp_path: Path, broker: Broker) -> Iterator[AgentFactory]:
+    """`lane_agents(extra_toml)`: an agent (not started) whose config adds `extra_toml` after the
+    sandbox table; every one is killed at teardown, started or not."""
+    made: list[AgentProcess] = []
+
+    def make(extra: str) -> AgentProcess:
+        n = len(made)
+        config = write_config(tmp_path / f"lane{n}.toml", broker.port, extra=extra)
+        made.append(AgentProcess(config, tmp_path / f"agent{n}.log"))
+        return made[-1]
+
+    yield make
+    for proc in made:
+        if proc.process is not None:
+            proc.signal(signal.SIGKILL)
+
+
 class Simulators:
     """Provider simulators on loopback for a test: `sims.start("kseries")`, then the agent's
     `[providers.kseries] base_url = running.url`; all stop at teardown."""

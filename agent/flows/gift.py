@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 GIFT_KINDS = frozenset({Kind.GIFT_VOUCHER_CODE.value, Kind.GIFT_VOUCHER_TOKEN.value})
 
 
-
 def gift_ref(token: Token) -> GiftRef:
     if token.kind == Kind.GIFT_VOUCHER_TOKEN:
         return GiftRef(public_token=token.value)

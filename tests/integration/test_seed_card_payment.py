@@ -12,13 +12,12 @@ import pytest
 from simulators.kseries import API_KEY
 from simulators.server import Running
 from tests.conftest import (
+    AgentFactory,
     AgentProcess,
-    Broker,
     Probe,
     Simulators,
     sim_faults,
     sim_get,
-    write_config,
 )
 from tests.integration.test_lane_agent import BASE, ProbeFactory, started
 from tests.integration.test_orders import event, order
@@ -34,15 +33,12 @@ def card_api(simulators: Simulators) -> Running:
 
 
 @pytest.fixture
-def agent_process(tmp_path: Path, broker: Broker, card_api: Running) -> AgentProcess:
+def agent_process(tmp_path: Path, lane_agents: AgentFactory, card_api: Running) -> AgentProcess:
     key = tmp_path / "kseries.key"
     key.write_text(API_KEY)
-    extra = (
+    return lane_agents(
         f'[providers.kseries]\nbase_url = "{card_api.url}"\napi_key_file = "{key}"\n'
         'payment_method_code = "GIFTCARD"\ntimeout = 3\n'
-    )
-    return AgentProcess(
-        write_config(tmp_path / "lane.toml", broker.port, extra=extra), tmp_path / "a.log"
     )
 
 

@@ -12,13 +12,12 @@ import pytest
 from simulators.giftlocal import BAKERY_KEY, HARBOR_KEY, HARBOR_MARKET, HARBOR_PIER
 from simulators.server import Running
 from tests.conftest import (
+    AgentFactory,
     AgentProcess,
-    Broker,
     Probe,
     Simulators,
     sim_faults,
     sim_get,
-    write_config,
 )
 from tests.integration.test_lane_agent import BASE, ProbeFactory, started
 
@@ -28,24 +27,20 @@ def gift_api(simulators: Simulators) -> Running:
     return simulators.start("giftlocal")
 
 
-def lane_agent(
-    tmp_path: Path, broker: Broker, api: Running, key: str, org: str = ""
-) -> AgentProcess:
-    key_file = tmp_path / "giftlocal.key"
+def giftlocal_toml(tmp_path: Path, api: Running, key: str, org: str = "") -> str:
+    key_file = tmp_path / f"giftlocal-{key}.key"
     key_file.write_text(key)
     location = f'organization_id = "{org}"\n' if org else ""
-    extra = (
+    return (
         f'[providers.giftlocal]\nbase_url = "{api.url}"\napi_key_file = "{key_file}"\n'
         f'timeout = 3\n{location}[flows]\ngift = "giftlocal"\n'
     )
-    config = write_config(tmp_path / "lane.toml", broker.port, extra=extra)
-    return AgentProcess(config, tmp_path / "agent.log")
 
 
 @pytest.fixture
-def bakery(tmp_path: Path, broker: Broker, gift_api: Running) -> AgentProcess:
+def bakery(tmp_path: Path, lane_agents: AgentFactory, gift_api: Running) -> AgentProcess:
     """A single-location account: no location needs to be sent."""
-    return lane_agent(tmp_path, broker, gift_api, BAKERY_KEY)
+    return lane_agents(giftlocal_toml(tmp_path, gift_api, BAKERY_KEY))
 
 
 async def gift_event(probe: Probe, data: str) -> tuple[str, dict[str, Any]]:
@@ -167,9 +162,9 @@ async def test_a_redeem_whose_answer_is_lost_is_an_unknown_outcome_applied_once(
 
 
 async def test_multi_location_account_redeems_at_the_configured_location(
-    tmp_path: Path, broker: Broker, gift_api: Running, probe_factory: ProbeFactory
+    tmp_path: Path, lane_agents: AgentFactory, gift_api: Running, probe_factory: ProbeFactory
 ) -> None:
-    pier = lane_agent(tmp_path, broker, gift_api, HARBOR_KEY, HARBOR_PIER)
+    pier = lane_agents(giftlocal_toml(tmp_path, gift_api, HARBOR_KEY, HARBOR_PIER))
     probe = await started(pier, probe_factory)
     seeded = set((await sim_get(gift_api))["redemptions"])
     token, validated = await gift_event(probe, "200000000002")  # pastries, only at the Pier
@@ -182,9 +177,9 @@ async def test_multi_location_account_redeems_at_the_configured_location(
 
 
 async def test_gift_for_another_location_is_not_redeemable_here(
-    tmp_path: Path, broker: Broker, gift_api: Running, probe_factory: ProbeFactory
+    tmp_path: Path, lane_agents: AgentFactory, gift_api: Running, probe_factory: ProbeFactory
 ) -> None:
-    market = lane_agent(tmp_path, broker, gift_api, HARBOR_KEY, HARBOR_MARKET)
+    market = lane_agents(giftlocal_toml(tmp_path, gift_api, HARBOR_KEY, HARBOR_MARKET))
     probe = await started(market, probe_factory)
     before = await sim_get(gift_api)
     token, validated = await gift_event(probe, "200000000002")
