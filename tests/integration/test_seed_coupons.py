@@ -8,8 +8,6 @@ cpn_treats15 (15% off TREATS) and cpn_catnip1 (expired); 5559876543 is c_1002, n
 from __future__ import annotations
 
 import json
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,12 @@ import pytest
 from simulators.petz import DEFAULT_KEY
 from simulators.server import Running
 from tests.conftest import (
+    AgentFactory,
     AgentProcess,
-    Broker,
     Probe,
     Simulators,
     sim_faults,
     sim_get,
-    write_config,
 )
 from tests.integration.test_lane_agent import BASE, ProbeFactory, started
 from tests.integration.test_orders import event
@@ -54,20 +51,14 @@ def petz_settings() -> str:
 
 @pytest.fixture
 def agent_process(
-    tmp_path: Path, broker: Broker, petz_api: Running, petz_settings: str
-) -> Iterator[AgentProcess]:
+    tmp_path: Path, lane_agents: AgentFactory, petz_api: Running, petz_settings: str
+) -> AgentProcess:
     key = tmp_path / "petz.key"
     key.write_text(DEFAULT_KEY)
-    extra = (
+    return lane_agents(
         f'[providers.petz]\nbase_url = "{petz_api.url}"\napi_key_file = "{key}"\n'
         f"timeout = 3\n{petz_settings}\n"
     )
-    proc = AgentProcess(
-        write_config(tmp_path / "lane.toml", broker.port, extra=extra), tmp_path / "a.log"
-    )
-    yield proc
-    if proc.process is not None:
-        proc.signal(signal.SIGKILL)
 
 
 def basket(order_id: str, *lines: tuple[str, int], tax: int = 0) -> Json:

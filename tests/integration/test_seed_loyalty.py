@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,16 @@ from simulators.punchh import AUTHORIZATION, BUSINESS_KEY, LOCATION_KEY, LOCKED
 from simulators.server import Running
 from tests.conftest import (
     WAIT,
+    AgentFactory,
     AgentProcess,
-    Broker,
     Probe,
     Simulators,
     sim_faults,
     sim_get,
-    write_config,
 )
 from tests.integration.test_lane_agent import BASE, ProbeFactory, started
 from tests.integration.test_orders import event
+from tests.integration.test_seed_card_payment import ok
 
 Json = dict[str, Any]
 ANA, BEN = "101", "102"  # simulator guests
@@ -44,26 +44,14 @@ def punchh_api(simulators: Simulators) -> Running:
 
 
 @pytest.fixture
-def agent_process(tmp_path: Path, broker: Broker, punchh_api: Running) -> Iterator[AgentProcess]:
+def agent_process(tmp_path: Path, lane_agents: AgentFactory, punchh_api: Running) -> AgentProcess:
     (tmp_path / "location.key").write_text(LOCATION_KEY)
     (tmp_path / "business.key").write_text(BUSINESS_KEY)
-    extra = (
+    return lane_agents(
         f'[providers.punchh]\nbase_url = "{punchh_api.url}"\n'
         f'location_key_file = "{tmp_path / "location.key"}"\n'
         f'business_key_file = "{tmp_path / "business.key"}"\ntimeout = 3\n'
     )
-    agent = AgentProcess(
-        write_config(tmp_path / "lane.toml", broker.port, extra=extra), tmp_path / "a.log"
-    )
-    yield agent
-    if agent.process is not None:
-        agent.signal(signal.SIGKILL)
-
-
-def ok(answer: Json) -> Json:
-    assert answer["status"] == "ok", answer
-    data: Json = answer["data"]
-    return data
 
 
 def order(order_id: str, *lines: tuple[str, str, int], tax: int = 0) -> Json:
