@@ -54,6 +54,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# The hostile-input properties (normaliser, HID-POS decoder, MQTT requests, scan pipeline) for
+# FUZZ_SECONDS in all, printing the inputs tried per target; not part of `make test`.
+# FUZZ_ARGS=hidpos runs only the targets whose name contains it.
+FUZZ_SECONDS ?= 120
+.PHONY: fuzz
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
+
 docs: $(STAMP)
 	$(BIN)/python -m agent.docgen
 

@@ -35,6 +35,7 @@ from agent.flows.coupons import build as build_coupon_flow
 from agent.flows.gift import GiftFlow
 from agent.flows.loyalty import build as build_loyalty_flow
 from agent.flows.orders import OrderDesk
+from agent.limits import ScanLimiter
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
 from agent.providers.base import GiftProvider
@@ -159,6 +160,7 @@ class LaneAgent:
             lambda message: self.bus.publish("scan", message),
             self._emit,
             flows,
+            ScanLimiter(config.scans.rate, config.scans.burst, self.devices),
         )
         self.supervisor = Supervisor(self.pipeline.handle)
         self.router = RequestRouter(
@@ -247,6 +249,7 @@ class LaneAgent:
         for driver in self.drivers:
             self.devices.add(driver.device_id, driver.kind)
         bus_task = asyncio.create_task(self.bus.run(self.on_request), name="bus")
+        outbox_task = asyncio.create_task(self.orders.worker.run(), name="outbox")
         self.supervisor.start(self.drivers)
         interval = watchdog_interval()
         watchdog = (
@@ -270,11 +273,10 @@ class LaneAgent:
             self.notifier.stopping("stopping")
             if watchdog is not None:
                 watchdog.cancel()
+            outbox_task.cancel()
             await self.supervisor.stop()
             self.bus.stopping("stopped")
-            bus_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bus_task
+            await cancel_for_sure(bus_task)
             for provider in self.providers:
                 await provider.aclose()
 
@@ -283,6 +285,17 @@ class LaneAgent:
         providers = ", ".join(p.name for p in self.providers) or "none"
         broker = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
         return f"{self.config.base_topic} on {broker}; devices: {devices}; providers: {providers}"
+
+
+async def cancel_for_sure(task: asyncio.Task[None]) -> None:
+    """Cancel until it is done: on Python 3.11 a cancellation that lands as an awaited inner
+    future completes is lost (asyncio.wait_for inside the MQTT client), which left the agent
+    running after SIGTERM."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -25,7 +25,8 @@ from pydantic import BaseModel
 
 from agent.config import MqttSettings
 from agent.contract import AgentState, utc_now
-from agent.secrets import Secret
+from agent.errors import ErrorCode, LaneError
+from agent.secrets import Secret, credential_path
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,55 @@ def backoff(attempt: int, low: float, high: float) -> float:
     return random.uniform(low, min(high, low * 2**attempt))
 
 
+def publishable(topic: str) -> bool:
+    """A topic one can publish to: no wildcards, no control characters, at most 65535 bytes."""
+    return (
+        0 < len(topic.encode()) <= 65535
+        and not {"+", "#"} & set(topic)
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in topic)
+    )
+
+
+def _encrypted_key() -> str:
+    raise ValueError("the key is encrypted; give the agent an unencrypted key readable only by it")
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """The TLS context for `[mqtt.tls]`, or None without it.
+
+    The client certificate's key is `key_file`, else the systemd credential `mqtt_tls_key`, else
+    the certificate file itself. A file that cannot be used raises LaneError naming the key: the
+    daemon then refuses to start (exit 2) instead of crashing on every reconnect.
+    """
+    tls = settings.tls
+    if tls is None:
+        return None
+    key_file = tls.key_file
+    if tls.cert_file is not None and key_file is None:
+        key_file = credential_path("mqtt_tls_key")
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise LaneError(
+            ErrorCode.NOT_CONFIGURED, f"mqtt.tls.ca_file: cannot use {tls.ca_file}: {exc}"
+        ) from None
+    if tls.cert_file is not None:
+        what = (
+            f"{tls.cert_file} with key {key_file}"
+            if key_file
+            else f"{tls.cert_file} (no key_file, no credential mqtt_tls_key: the key must be in it)"
+        )
+        try:
+            context.load_cert_chain(tls.cert_file, key_file, password=_encrypted_key)
+        except (OSError, ValueError) as exc:
+            raise LaneError(
+                ErrorCode.NOT_CONFIGURED, f"mqtt.tls.cert_file: cannot use {what}: {exc}"
+            ) from None
+    if tls.insecure:
+        context.check_hostname = False
+    return context
+
+
 class Bus:
     def __init__(
         self,
@@ -71,6 +121,7 @@ class Bus:
         self._client_id = client_id
         self._password = password
         self._on_status = on_status
+        self._tls = tls_context(settings)  # once, at start: a bad file stops the agent here
         self._retained: dict[str, bytes] = {}
         self._queue: deque[Outgoing] = deque()
         self._wakeup = asyncio.Event()
@@ -129,6 +180,11 @@ class Bus:
                         await self._goodbye(client)
                         raise
             except aiomqtt.MqttError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Leaving the client (disconnect) failed while we were being cancelled:
+                    # the error must not turn the stop into a reconnect.
+                    raise asyncio.CancelledError from exc
                 self.last_error = str(exc) or type(exc).__name__
                 delay = backoff(attempt, self.settings.reconnect_min, self.settings.reconnect_max)
                 attempt += 1
@@ -233,8 +289,14 @@ class Bus:
             reply_to = None
             props = message.properties
             response_topic = getattr(props, "ResponseTopic", None) if props else None
-            if response_topic:
+            if response_topic and publishable(response_topic):
                 reply_to = ReplyTo(response_topic, getattr(props, "CorrelationData", None))
+            elif response_topic:
+                # paho refuses to publish it (or the broker drops the agent for it), and the
+                # answer would stay at the head of the queue, blocking every later one.
+                log.warning(
+                    "request %s: ignoring Response Topic %.80r: not publishable", op, response_topic
+                )
             task = asyncio.create_task(self._dispatch(op, payload, reply_to))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -260,17 +322,6 @@ class Bus:
             will=aiomqtt.Will(self.topic("state"), offline, qos=1, retain=True),
             keepalive=s.keepalive,
             timeout=10,
-            tls_context=self._tls_context(),
+            tls_context=self._tls,
             max_queued_incoming_messages=1000,
         )
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.settings.tls
-        if tls is None:
-            return None
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-        if tls.insecure:
-            context.check_hostname = False
-        return context

@@ -142,6 +142,59 @@ def cmd_diag(args: argparse.Namespace) -> int:
     return asyncio.run(run_monitor())
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """List, retry or drop the work closed orders still owe (the agent may be running: SQLite
+    in WAL mode lets both use the file, and the running worker sees a retried entry)."""
+    import sqlite3
+
+    from agent.outbox import EntryState, Outbox
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    path = config.state_dir() / "orders.sqlite"
+    if not path.exists():
+        print(f"no outbox yet at {path}: this lane has not closed an order")
+        return 0
+    db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    outbox = Outbox(db)
+    if args.action == "list":
+        entries = outbox.entries(EntryState.PENDING if args.pending else None)
+        if not args.all:
+            entries = [e for e in entries if e.state is not EntryState.DONE]
+        if not entries:
+            print("nothing owed: every closed order's work is done")
+        for e in entries:
+            when = (
+                f"next try {e.next_at:%Y-%m-%d %H:%M:%S}Z" if e.state is EntryState.PENDING else ""
+            )
+            print(f"{e.id:>6}  {e.state:<7}  {e.key:<40} attempts {e.attempts:<3} {when}")
+            if e.last_error:
+                print(f"        last error: {e.last_error}")
+        return 0
+    entry = outbox.get(args.id)
+    if entry is None:
+        print(f"no outbox entry {args.id}; `lane-agent outbox list` shows them", file=sys.stderr)
+        return 1
+    if args.action == "retry":
+        if not outbox.retry_now(entry.id):
+            print(f"entry {entry.id} ({entry.key}) is already done", file=sys.stderr)
+            return 1
+        print(f"entry {entry.id} ({entry.key}) will be tried again now by the running agent")
+        return 0
+    print(f"entry {entry.id}: {entry.key}, {entry.state}, {entry.attempts} attempts")
+    if entry.last_error:
+        print(f"  last error: {entry.last_error}")
+    if not args.yes:
+        answer = input("Drop it? The agent will never do this work; settle it by hand. [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("kept")
+            return 1
+    outbox.drop(entry.id)
+    print(f"dropped entry {entry.id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lane-agent",
@@ -269,6 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: mosquitto if installed, else the embedded amqtt broker (default %(default)s)",
     )
     demo.set_defaults(func=cmd_demo)
+
+    outbox = sub.add_parser(
+        "outbox",
+        help="list, retry or drop the work closed orders still owe (commits, captures...)",
+        description="After order.paid or order.void the agent owes providers some calls (loyalty "
+        "commit and check-in, coupon capture, releases, reversals). It retries them until done; "
+        "work that failed for good or past its deadline is dead-lettered. This lists that work "
+        "and lets a person retry or drop an entry.",
+    )
+    outbox.add_argument("--config", type=Path, default=_default_config(), help="config file")
+    outbox_sub = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = outbox_sub.add_parser("list", help="entries not done yet (pending and dead)")
+    listing.add_argument("--all", action="store_true", help="also the entries already done")
+    listing.add_argument("--pending", action="store_true", help="only entries still retried")
+    retry = outbox_sub.add_parser("retry", help="try an entry again now (also a dead one)")
+    retry.add_argument("id", type=int)
+    drop = outbox_sub.add_parser("drop", help="give an entry up for good (asks first)")
+    drop.add_argument("id", type=int)
+    drop.add_argument("--yes", action="store_true", help="do not ask")
+    outbox.set_defaults(func=cmd_outbox)
     return parser
 
 

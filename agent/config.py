@@ -154,6 +154,21 @@ class StateSettings(_Section):
     )
 
 
+class ScanSettings(_Section):
+    """Each input device's scan rate limit (keyed entry included): a token bucket per device."""
+
+    rate: float = Field(
+        20.0,
+        ge=0,
+        le=100_000,
+        description="scans per second one device may send for as long as it likes; "
+        "0 switches the limit off",
+    )
+    burst: int = Field(
+        40, ge=1, le=100_000, description="scans one device may send back to back above `rate`"
+    )
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -165,6 +180,7 @@ class Config(_Section):
     providers: ProvidersSettings = ProvidersSettings()
     flows: FlowSettings = FlowSettings()
     normaliser: NormaliserSettings = NormaliserSettings()
+    scans: ScanSettings = ScanSettings()
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
 

@@ -57,12 +57,28 @@ class DeviceRegistry:
         """Count every scan; an invalid one is also a reject."""
         self._count(self._records[device_id], ("scans",) if valid else ("scans", "rejects"))
 
-    def _count(self, record: DeviceRecord, names: tuple[str, ...], **changes: object) -> None:
+    def rate_limited(self, device_id: str, *, publish: bool) -> None:
+        """Count a scan dropped by the rate limit (agent/limits.py); during a flood the limiter
+        counts without publishing and calls `republish` at most once a second."""
+        self._count(self._records[device_id], ("rate_limited",), publish=publish)
+
+    def republish(self, device_id: str) -> None:
+        self._publish(self._records[device_id])
+
+    def _count(
+        self,
+        record: DeviceRecord,
+        names: tuple[str, ...],
+        *,
+        publish: bool = True,
+        **changes: object,
+    ) -> None:
         old = record.counters
         counters = old.model_copy(update={n: getattr(old, n) + 1 for n in names})
-        self._replace(record, counters=counters, **changes)
+        self._replace(record, publish=publish, counters=counters, **changes)
 
-    def _replace(self, record: DeviceRecord, **changes: object) -> None:
+    def _replace(self, record: DeviceRecord, *, publish: bool = True, **changes: object) -> None:
         updated = record.model_copy(update=changes)
         self._records[record.device_id] = updated
-        self._publish(updated)
+        if publish:
+            self._publish(updated)

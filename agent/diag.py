@@ -31,7 +31,9 @@ import aiomqtt
 
 from agent import __version__
 from agent.app import build_driver, build_gift_provider
+from agent.bus import tls_context
 from agent.config import Config, DeviceSettings, FifoDeviceSettings
+from agent.errors import LaneError
 from agent.normalise import Normaliser, escape
 from agent.secrets import read_secret
 from drivers.base import (
@@ -221,6 +223,10 @@ async def broker_check(config: Config) -> tuple[bool, str]:
     where = f"{config.mqtt.host}:{config.mqtt.port}"
     password = read_secret(config.mqtt.password_file, "mqtt_password")
     try:
+        tls = tls_context(config.mqtt)
+    except LaneError as exc:
+        return False, exc.message
+    try:
         async with (
             asyncio.timeout(10),
             aiomqtt.Client(
@@ -230,6 +236,7 @@ async def broker_check(config: Config) -> tuple[bool, str]:
                 password=password.reveal() if password else None,
                 identifier=f"lane-agent-diag-{os.getpid()}",
                 timeout=5,
+                tls_context=tls,
             ),
         ):
             return True, f"connected to {where}"

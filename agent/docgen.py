@@ -108,6 +108,8 @@ _ERROR_MEANING = {
     ErrorCode.UNKNOWN_OUTCOME: "the provider may or may not have applied the change; the agent "
     "could not tell",
     ErrorCode.NOT_CONFIGURED: "no provider is configured for this flow on this lane",
+    ErrorCode.RATE_LIMITED: "`scan.inject` faster than `scans.rate` allows for the keyed "
+    "device: the scan was dropped (and counted); send it again",
     ErrorCode.INTERNAL: "a bug in the agent; its log has the details",
 }
 
@@ -120,6 +122,7 @@ def config_sections() -> dict[str, str]:
         LaneSettings,
         LogSettings,
         MqttSettings,
+        ScanSettings,
         StateSettings,
         TlsSettings,
     )
@@ -151,6 +154,7 @@ def config_sections() -> dict[str, str]:
         ("[flows]", FlowSettings),
         ("[normaliser]", NormaliserSettings),
         ("[[normaliser.custom]]", CustomRule),
+        ("[scans]", ScanSettings),
         ("[state]", StateSettings),
         ("[log]", LogSettings),
     ]

@@ -21,6 +21,7 @@ class ErrorCode(enum.StrEnum):
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     UNKNOWN_OUTCOME = "unknown_outcome"
     NOT_CONFIGURED = "not_configured"
+    RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
 
 

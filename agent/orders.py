@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -96,6 +97,22 @@ class OrderBook:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for records that must be written with an order (the outbox)."""
+        return self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: e.g. an order closed together with the work its closing owes."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def current(self) -> Order | None:
         """The open order, if any."""

@@ -26,6 +26,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import TypeAdapter
+
+from agent.contract.orders import StepOutcome
 from agent.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class Entry:
     deadline: datetime
     last_error: str | None
     created: datetime
+    steps: list[StepOutcome]  # of the last attempt
 
     @property
     def key(self) -> str:
@@ -72,6 +76,11 @@ class Backoff:
         return ceiling * (0.5 + rand() / 2)
 
 
+DEFAULT_BACKOFF = Backoff()
+# The worker also looks every POLL seconds, for entries `lane-agent outbox retry` revived from
+# another process.
+POLL = 10.0
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,17 +92,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_at    TEXT NOT NULL,
     deadline   TEXT NOT NULL,
     last_error TEXT,
+    steps      TEXT NOT NULL DEFAULT '[]',
     created    TEXT NOT NULL,
     UNIQUE (order_id, flow, phase)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, order_id, id);
 """
 
-_COLUMNS = "id, order_id, flow, phase, state, attempts, next_at, deadline, last_error, created"
+_COLUMNS = (
+    "id, order_id, flow, phase, state, attempts, next_at, deadline, last_error, created, steps"
+)
+_STEPS = TypeAdapter(list[StepOutcome])
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
-    id_, order_id, flow, phase, state, attempts, next_at, deadline, last_error, created = row
+    id_, order_id, flow, phase, state, attempts, next_at, deadline, last_error, created, steps = row
     return Entry(
         id=int(str(id_)),
         order_id=str(order_id),
@@ -105,6 +118,7 @@ def _entry(row: tuple[object, ...]) -> Entry:
         deadline=datetime.fromisoformat(str(deadline)),
         last_error=None if last_error is None else str(last_error),
         created=datetime.fromisoformat(str(created)),
+        steps=_STEPS.validate_json(str(steps)),
     )
 
 
@@ -124,19 +138,29 @@ class Outbox:
         self._now = now
         db.executescript(_SCHEMA)
 
-    def add(self, order_id: str, flows: Iterable[str], phase: str) -> None:
+    def add(self, order_id: str, flows: Iterable[str], phase: str, *, hold: float = 0.0) -> None:
         """Write one entry per flow, in this order; an entry already written stays as it is.
-        Call inside the transaction that closes the order."""
+        Call inside the transaction that closes the order. `hold` keeps the worker off the
+        entries for that many seconds while the caller makes the first attempt itself."""
         now = self._now()
         deadline = now + self._keep_for
+        start = now + timedelta(seconds=hold)
         self._db.executemany(
             "INSERT OR IGNORE INTO outbox (order_id, flow, phase, next_at, deadline, created) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (order_id, flow, phase, now.isoformat(), deadline.isoformat(), now.isoformat())
+                (order_id, flow, phase, start.isoformat(), deadline.isoformat(), now.isoformat())
                 for flow in flows
             ],
         )
+
+    def release_holds(self) -> int:
+        """At start-up: entries whose first attempt the previous process was making when it
+        died are due now, not when their hold runs out."""
+        return self._db.execute(
+            "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND attempts = 0",
+            (self._now().isoformat(),),
+        ).rowcount
 
     def due(self) -> list[Entry]:
         """The first pending entry of each order, when its time has come, oldest order first."""
@@ -168,23 +192,27 @@ class Outbox:
         found = row.fetchone()
         return None if found is None else _entry(found)
 
-    def done(self, entry_id: int) -> None:
+    def done(self, entry_id: int, steps: list[StepOutcome]) -> None:
         self._db.execute(
-            "UPDATE outbox SET state = 'done', last_error = NULL WHERE id = ?", (entry_id,)
+            "UPDATE outbox SET state = 'done', last_error = NULL, steps = ? WHERE id = ?",
+            (_STEPS.dump_json(steps).decode(), entry_id),
         )
 
-    def retry_later(self, entry_id: int, error: str, delay: float) -> None:
+    def retry_later(
+        self, entry_id: int, error: str, delay: float, steps: list[StepOutcome]
+    ) -> None:
         at = self._now() + timedelta(seconds=delay)
         self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
-            (error, at.isoformat(), entry_id),
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ?, steps = ? "
+            "WHERE id = ?",
+            (error, at.isoformat(), _STEPS.dump_json(steps).decode(), entry_id),
         )
 
-    def dead(self, entry_id: int, error: str) -> None:
+    def dead(self, entry_id: int, error: str, steps: list[StepOutcome]) -> None:
         self._db.execute(
-            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? "
-            "WHERE id = ?",
-            (error, entry_id),
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
+            "steps = ? WHERE id = ?",
+            (error, _STEPS.dump_json(steps).decode(), entry_id),
         )
 
     def retry_now(self, entry_id: int) -> bool:
@@ -202,8 +230,17 @@ class Outbox:
         return self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,)).rowcount == 1
 
 
-Attempt = Callable[[Entry], Awaitable[str | None]]
-"""Runs an entry's work once: None when all done, else the error (`code: message`)."""
+Attempt = Callable[[Entry], Awaitable[list[StepOutcome]]]
+"""Runs an entry's work once (a flow's hook for the order and phase); every step ok is done."""
+
+
+def failure(steps: list[StepOutcome]) -> str | None:
+    """`code: message` of the first failed step, or None when every step succeeded."""
+    for step in steps:
+        if not step.ok:
+            code = step.error.code.value if step.error else ErrorCode.INTERNAL.value
+            return f"{code}: {step.detail}"
+    return None
 
 
 class OutboxWorker:
@@ -215,15 +252,18 @@ class OutboxWorker:
         attempt: Attempt,
         *,
         on_dead: Callable[[Entry, str], None],
-        backoff: Backoff = Backoff(),
+        on_done: Callable[[Entry, list[StepOutcome]], None] = lambda entry, steps: None,
+        backoff: Backoff = DEFAULT_BACKOFF,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._outbox = outbox
         self._attempt = attempt
         self._on_dead = on_dead
+        self._on_done = on_done  # for work that needed more than one attempt
         self._backoff = backoff
         self._now = now
         self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Future[list[StepOutcome]]] = {}
 
     def wake(self) -> None:
         """Something was written: look at once rather than at the next scheduled time."""
@@ -232,38 +272,68 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Attempt every entry due now; return how many were attempted."""
         entries = self._outbox.due()
-        await asyncio.gather(*(self._deliver(entry) for entry in entries))
+        await asyncio.gather(*(self.deliver(entry) for entry in entries))
         return len(entries)
 
     async def run(self) -> None:
+        if released := self._outbox.release_holds():
+            log.info("outbox: %d entries left unfinished by the last run are due now", released)
         while True:
             self._wake.clear()
             while await self.run_once():
                 pass
             wakeup = self._outbox.next_wakeup()
-            wait = None if wakeup is None else max(0.0, (wakeup - self._now()).total_seconds())
+            wait = POLL if wakeup is None else max(0.0, (wakeup - self._now()).total_seconds())
+            wait = min(wait, POLL)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
-    async def _deliver(self, entry: Entry) -> None:
+    async def deliver(self, entry: Entry) -> list[StepOutcome]:
+        """Attempt one entry and record the outcome; return its steps. An entry already being
+        attempted (the worker and a POS retry at once) is not attempted twice: the second
+        caller gets the first attempt's steps."""
+        running = self._inflight.get(entry.id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[list[StepOutcome]] = asyncio.get_running_loop().create_future()
+        self._inflight[entry.id] = future
         try:
-            error = await self._attempt(entry)
+            steps = await self._deliver(entry)
+            future.set_result(steps)
+            return steps
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # nobody may be waiting; mark it retrieved
+            raise
+        finally:
+            del self._inflight[entry.id]
+
+    async def _deliver(self, entry: Entry) -> list[StepOutcome]:
+        try:
+            steps = await self._attempt(entry)
+            error = failure(steps)
         except Exception as exc:  # a bug in a flow must not stop every other order's work
             log.exception("outbox entry %s (%s) failed", entry.id, entry.key)
-            error = f"{ErrorCode.INTERNAL.value}: {exc}"
+            steps, error = [], f"{ErrorCode.INTERNAL.value}: {exc}"
         if error is None:
-            self._outbox.done(entry.id)
+            self._outbox.done(entry.id, steps)
             log.info("outbox entry %s (%s) done", entry.id, entry.key)
-            return
+            if entry.attempts:
+                self._on_done(entry, steps)
+            return steps
+        self._settle(entry, error, steps)
+        return steps
+
+    def _settle(self, entry: Entry, error: str, steps: list[StepOutcome]) -> None:
         code = error.split(":", 1)[0]
         final = code not in RETRYABLE
         if final or self._now() >= entry.deadline:
             reason = error if final else f"{error} (gave up after its deadline)"
-            self._outbox.dead(entry.id, reason)
+            self._outbox.dead(entry.id, reason, steps)
             log.error("outbox entry %s (%s) dead-lettered: %s", entry.id, entry.key, reason)
             self._on_dead(entry, reason)
             return
         delay = self._backoff.delay(entry.attempts)
-        self._outbox.retry_later(entry.id, error, delay)
+        self._outbox.retry_later(entry.id, error, delay, steps)
         log.warning("outbox entry %s (%s): %s; retry in %.0f s", entry.id, entry.key, error, delay)

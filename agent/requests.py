@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[BaseModel]]
 
-# Answers that say "this request could not be understood" are not kept: the POS may fix and resend.
-_NOT_KEPT = {ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_OP}
+# Answers that say "this request could not be understood" (or "not now": a keyed scan over the
+# rate limit) are not kept: the POS may fix and resend.
+_NOT_KEPT = {ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.RATE_LIMITED}
+# Requests are a few levels deep (an order's items); deeper JSON is refused before it is walked.
+MAX_DEPTH = 32
 
 
 class ResponseStore:
@@ -65,6 +68,47 @@ def error_response(request_id: str | None, code: ErrorCode, message: str) -> Res
     )
 
 
+def decode_json(payload: bytes) -> tuple[Any, str | None]:
+    """The payload's JSON value, or an error saying why it is not one the agent accepts.
+
+    Stricter than `json.loads` where laxness would come back to bite: UTF-8 only, no lone
+    surrogates (`"\\ud800"` cannot be stored or sent back in an answer), at most MAX_DEPTH levels
+    of nesting; and hostile input (`[[[[...`, a 5000-digit number) is an error, not an exception.
+    """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"payload is not JSON: not UTF-8 at byte {exc.start}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"payload is not JSON: {exc}"
+    except RecursionError:
+        return None, f"payload is not JSON the agent accepts: nested deeper than {MAX_DEPTH} levels"
+    except ValueError as exc:  # e.g. an integer longer than int_max_str_digits
+        return None, f"payload is not JSON the agent accepts: {exc}"
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return None, "payload is not JSON the agent accepts: a lone surrogate escape"
+        elif isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return None, (
+                    f"payload is not JSON the agent accepts: nested deeper than {MAX_DEPTH} levels"
+                )
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return value, None
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -100,10 +144,9 @@ class RequestRouter:
                 ErrorCode.INVALID_REQUEST,
                 f"payload is {len(payload)} bytes; the limit is {self._max_payload}",
             )
-        try:
-            raw = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return error_response(None, ErrorCode.INVALID_REQUEST, f"payload is not JSON: {exc}")
+        raw, problem = decode_json(payload)
+        if problem is not None:
+            return error_response(None, ErrorCode.INVALID_REQUEST, problem)
         request_id = raw.get("request_id") if isinstance(raw, dict) else None
         if not isinstance(request_id, str) or not request_id:
             return error_response(

@@ -7,12 +7,14 @@ Drivers deliver bytes (or NFC tags); this module turns them into a `ScanMessage`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from agent.contract import Event, NfcInfo, NfcRecordInfo, NfcRemovedData, ScanMessage
 from agent.devices import DeviceRegistry
+from agent.limits import ScanLimiter, ScanRateLimited
 from agent.normalise import Normaliser, Token
 from agent.tokens import TokenVault, display, mask
 from drivers.base import DriverEvent, DroppedInput, RawScan, StatusChange, TagRead, TagRemoved
@@ -34,8 +36,10 @@ class ScanPipeline:
         publish: Callable[[ScanMessage], None],
         emit: Callable[[Event], None],
         flows: Mapping[str, FlowHandler],
+        limiter: ScanLimiter | None = None,
     ) -> None:
         self._normaliser = normaliser
+        self._limiter = limiter
         self._vault = vault
         self._devices = devices
         self._publish = publish
@@ -46,9 +50,11 @@ class ScanPipeline:
     async def handle(self, event: DriverEvent) -> None:
         """The supervisor's sink: every driver event comes through here."""
         if isinstance(event, RawScan):
-            self.scan(event)
+            with contextlib.suppress(ScanRateLimited):  # dropped and counted by the limiter
+                self.scan(event)
         elif isinstance(event, TagRead):
-            self.tag(event)
+            with contextlib.suppress(ScanRateLimited):
+                self.tag(event)
         elif isinstance(event, TagRemoved):
             data = NfcRemovedData(device_id=event.device_id, uid=mask(event.uid.hex().upper()))
             self._emit(Event(type="nfc.removed", data=data.model_dump(mode="json")))
@@ -59,12 +65,17 @@ class ScanPipeline:
             self._devices.dropped(event)
 
     def scan(self, raw: RawScan) -> ScanMessage:
+        """Raises `ScanRateLimited` for a scan over its device's rate limit (dropped, counted)."""
+        if self._limiter is not None:
+            self._limiter.check(raw.device_id, raw.received)
         token = self._normaliser.normalise(raw.data, raw.symbology)
         return self._publish_token(raw.device_id, token)
 
     def tag(self, tag: TagRead) -> ScanMessage:
         """A tag's first URI or text record is scanned like a barcode (a Gift Local QR URL on a
         tag works like the QR); a tag without one is identified by its UID."""
+        if self._limiter is not None:
+            self._limiter.check(tag.device_id, tag.received)
         text = next((r.text for r in tag.records if r.text), None)
         if text is not None:
             token = self._normaliser.normalise(text.encode(), "nfc")

@@ -24,11 +24,18 @@ class Secret:
     __str__ = __repr__
 
 
+def credential_path(credential: str) -> Path | None:
+    """`$CREDENTIALS_DIRECTORY/<credential>` (systemd `LoadCredential=`), if there is one."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds or not (Path(creds) / credential).is_file():
+        return None
+    return Path(creds) / credential
+
+
 def read_secret(path: Path | None, credential: str) -> Secret | None:
     """Read a secret from an explicit file, else from systemd's credentials directory."""
     if path is None:
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not creds or not (Path(creds) / credential).is_file():
+        path = credential_path(credential)
+        if path is None:
             return None
-        path = Path(creds) / credential
     return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))

@@ -130,12 +130,15 @@ class ReportAssembler:
 
     def feed(self, report: bytes) -> DecodedScan | MalformedReport | None:
         layout = self.layout
-        if len(report) < layout.size:
-            self.reset()
-            return self._malformed(f"a report of {len(report)} bytes, expected {layout.size}")
+        if not report:
+            return self._malformed(f"a report of 0 bytes, expected {layout.size}")
         if report[0] != layout.report_id:
-            # Another report of the device (a trigger or status report): not part of a barcode.
+            # Another report of the device (a trigger or status report, of any size): not part of
+            # a barcode, so it does not break the one being assembled.
             return self._malformed(f"report ID {report[0]:#04x}, expected {layout.report_id:#04x}")
+        if len(report) < layout.size:
+            self.reset()  # a truncated report of the barcode: what was assembled is incomplete
+            return self._malformed(f"a report of {len(report)} bytes, expected {layout.size}")
         length = report[layout.length_offset]
         more = bool(report[layout.more_offset] & layout.more_mask)
         if length > layout.capacity:

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2317  # the have_* checks are called indirectly, through need()
 # Installs the Debian packages the tests and the demo need, or says exactly what to install.
 # Usage: scripts/system-deps.sh test|demo
-#   test: mosquitto and systemd-analyze for the host suite; for the hardware tier
+#   test: mosquitto, openssl and systemd-analyze for the host suite; for the hardware tier
 #         (scripts/vm-test) qemu, a Debian kernel with its modules (uinput, dummy_hcd, USB
 #         gadget functions), a static busybox (virtme-ng's initramfs), kmod and udev inside the
 #         VM, and libusb for pyusb.
@@ -36,6 +36,8 @@ if [ "$purpose" = demo ]; then
   need python3 have_cmd python3
 else
   need mosquitto have_cmd mosquitto
+  # The broker security tests make a throwaway CA with docs/security/lane-pki.sh.
+  need openssl have_cmd openssl
   need systemd have_cmd systemd-analyze
   need qemu-system-x86 have_cmd qemu-system-x86_64
   need linux-image-amd64 have_kernel

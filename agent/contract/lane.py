@@ -25,6 +25,9 @@ class DeviceCounters(_Payload):
     rejects: int = Field(0, description="scans the normaliser marked invalid")
     drops: int = Field(0, description="input the driver had to discard (e.g. SYN_DROPPED)")
     reconnects: int = 0
+    rate_limited: int = Field(
+        0, description="scans dropped unread: the device sent faster than `scans.rate` allows"
+    )
 
 
 class DeviceRecord(_Payload):

@@ -35,6 +35,35 @@ class OrderClosedData(_Payload):
     order: OrderInfo
     steps: list[StepOutcome]
     reason: str | None = None
+    queued: list[str] = Field(
+        default_factory=list,
+        description="flows whose work failed for now and is retried in the background until "
+        "done (`outbox.delivered`) or given up (`outbox.dead`)",
+    )
+
+
+class OutboxEntryInfo(_Payload):
+    id: int
+    order_id: str
+    flow: str
+    phase: str = Field(description="paid, void or abandoned")
+    attempts: int
+    last_error: str | None = None
+
+
+class OutboxDeliveredData(_Payload):
+    """Work an order's closing owed, done after one or more failed attempts."""
+
+    entry: OutboxEntryInfo
+    steps: list[StepOutcome]
+
+
+class OutboxDeadData(_Payload):
+    """Work given up on: a final error or its deadline passed. `lane-agent outbox` lists it;
+    a person retries or settles it."""
+
+    entry: OutboxEntryInfo
+    error: str
 
 
 class OrderUpdatedData(_Payload):
@@ -64,6 +93,8 @@ EVENTS: dict[str, type[_Payload]] = {
     "order.committed": OrderClosedData,
     "order.voided": OrderClosedData,
     "order.abandoned": OrderClosedData,
+    "outbox.delivered": OutboxDeliveredData,
+    "outbox.dead": OutboxDeadData,
 }
 
 OPS: dict[str, OpSpec] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from agent.contract import (
@@ -24,10 +24,22 @@ from agent.contract import (
     OrderUpdateParams,
     StepOutcome,
 )
+from agent.contract.orders import OutboxDeadData, OutboxDeliveredData, OutboxEntryInfo
 from agent.errors import ErrorCode, LaneError
 from agent.orders import Order, OrderBook, OrderStatus, can_close
+from agent.outbox import DEFAULT_BACKOFF, Backoff, Entry, EntryState, Outbox, OutboxWorker
 
 log = logging.getLogger(__name__)
+
+# While the order desk makes an entry's first attempt, the background worker keeps off it; a
+# crash during that attempt leaves the entry to the worker after this many seconds.
+FIRST_ATTEMPT_HOLD = 120.0
+
+CLOSED_EVENTS = {
+    OrderStatus.PAID: "order.committed",
+    OrderStatus.VOID: "order.voided",
+    OrderStatus.ABANDONED: "order.abandoned",
+}
 
 
 class OrderFlow(Protocol):
@@ -70,22 +82,37 @@ def outcome(
 
 
 class OrderDesk:
-    """Serialises the order ops of one lane and runs the flows' hooks in a fixed order."""
+    """Serialises the order ops of one lane; what an order's closing owes each flow goes
+    through the outbox, attempted at once and retried in the background until done."""
 
     def __init__(
-        self, book: OrderBook, flows: Sequence[OrderFlow], emit: Callable[[Event], None]
+        self,
+        book: OrderBook,
+        flows: Sequence[OrderFlow],
+        emit: Callable[[Event], None],
+        *,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.book = book
-        self.flows = list(flows)
+        self.flows = {flow.name: flow for flow in flows}
         self._emit = emit
         self._lock = asyncio.Lock()
+        self.outbox = Outbox(book.db)
+        self.worker = OutboxWorker(
+            self.outbox,
+            self._attempt,
+            on_dead=self._dead,
+            on_done=self._delivered,
+            backoff=backoff,
+        )
 
     async def update(self, params: OrderUpdateParams) -> OrderResult:
         async with self._lock:
             order, replaced = self.book.update(params.snapshot())
             if replaced is not None:
-                await self._abandon(replaced, f"replaced by order {order.order_id}")
-            for flow in self.flows:
+                why = f"replaced by order {order.order_id}"
+                await self._close(replaced.order_id, OrderStatus.ABANDONED, why)
+            for flow in self.flows.values():
                 await flow.on_update(order)
             data = OrderUpdatedData(
                 order=info(order), replaced=None if replaced is None else replaced.order_id
@@ -101,44 +128,85 @@ class OrderDesk:
         async with self._lock:
             return await self._close(params.order_id, OrderStatus.VOID)
 
-    async def _close(self, order_id: str, status: OrderStatus) -> OrderClosedData:
+    async def _close(
+        self, order_id: str, status: OrderStatus, reason: str | None = None
+    ) -> OrderClosedData:
         order = self.book.require(order_id)
         if order.status is status:
-            return OrderClosedData(order=info(order), steps=[], reason=f"already {status}")
+            # The POS asks again (its answer was lost, or work is still queued): try what is
+            # left now, and answer with where each flow's work stands.
+            await self._deliver(order_id)
+            steps = [
+                step
+                for entry in self.outbox.entries(order_id=order_id)
+                if entry.phase == status.value
+                for step in entry.steps
+            ]
+            queued = self._queued(order_id)
+            return OrderClosedData(
+                order=info(order), steps=steps, reason=f"already {status}", queued=queued
+            )
         if not can_close(order.status, status):
             raise LaneError(ErrorCode.INVALID_REQUEST, f"order {order_id} is {order.status}")
-        # The hooks run before the order is marked closed: a crash in between leaves it open,
-        # and the POS's retry runs them again (every step is idempotent at its provider).
-        steps: list[StepOutcome] = []
-        for flow in self.flows:
-            hook = flow.on_paid if status is OrderStatus.PAID else flow.on_void
-            steps += await self._run(flow, hook, order)
-        closed = self.book.close(order_id, status)
-        data = OrderClosedData(order=info(closed), steps=steps)
-        kind = "order.committed" if status is OrderStatus.PAID else "order.voided"
-        self._emit(Event(type=kind, data=data.model_dump(mode="json")))
+        # The order is closed and its work written in one transaction: after a crash at any
+        # point the work is either all on disk or the order is still open for the POS's retry.
+        with self.book.transaction():
+            closed = self.book.close(order_id, status)
+            self.outbox.add(order_id, self.flows, status.value, hold=FIRST_ATTEMPT_HOLD)
+        steps = await self._deliver(order_id)
+        data = OrderClosedData(
+            order=info(closed), steps=steps, reason=reason, queued=self._queued(order_id)
+        )
+        self._emit(Event(type=CLOSED_EVENTS[status], data=data.model_dump(mode="json")))
         failed = [s for s in steps if not s.ok]
         log.info("order %s %s: %d steps, %d failed", order_id, status, len(steps), len(failed))
         return data
 
-    async def _abandon(self, order: Order, reason: str) -> None:
+    async def _deliver(self, order_id: str) -> list[StepOutcome]:
+        """The first attempt, made here so the POS's answer says what happened; what fails is
+        left to the worker, and the rest of the order's work waits behind it."""
         steps: list[StepOutcome] = []
-        for flow in self.flows:
-            steps += await self._run(flow, flow.on_abandoned, order)
-        closed = self.book.close(order.order_id, OrderStatus.ABANDONED)
-        data = OrderClosedData(order=info(closed), steps=steps, reason=reason)
-        self._emit(Event(type="order.abandoned", data=data.model_dump(mode="json")))
-        log.warning("order %s abandoned (%s)", order.order_id, reason)
+        for entry in self.outbox.entries(EntryState.PENDING, order_id):
+            steps += await self.worker.deliver(entry)
+            after = self.outbox.get(entry.id)
+            if after is None or after.state is EntryState.PENDING:
+                break
+        self.worker.wake()
+        return steps
 
-    @staticmethod
-    async def _run(
-        flow: OrderFlow,
-        hook: Callable[[Order], Awaitable[list[StepOutcome]]],
-        order: Order,
-    ) -> list[StepOutcome]:
-        try:
-            return await hook(order)
-        except Exception:
-            log.exception("flow %s failed on order %s", flow.name, order.order_id)
-            error = LaneError(ErrorCode.INTERNAL, "internal error; the agent log has details")
-            return [outcome(flow.name, "-", "hook", "the flow failed", error)]
+    def _queued(self, order_id: str) -> list[str]:
+        return [e.flow for e in self.outbox.entries(EntryState.PENDING, order_id)]
+
+    async def _attempt(self, entry: Entry) -> list[StepOutcome]:
+        flow = self.flows.get(entry.flow)
+        order = self.book.get(entry.order_id)
+        if flow is None or order is None:
+            missing = LaneError(
+                ErrorCode.NOT_CONFIGURED, f"flow {entry.flow} is not configured on this lane"
+            )
+            return [outcome(entry.flow, "-", entry.phase, "nothing can run this work", missing)]
+        hook = {
+            OrderStatus.PAID.value: flow.on_paid,
+            OrderStatus.VOID.value: flow.on_void,
+            OrderStatus.ABANDONED.value: flow.on_abandoned,
+        }[entry.phase]
+        return await hook(order)
+
+    def _dead(self, entry: Entry, error: str) -> None:
+        data = OutboxDeadData(entry=entry_info(entry), error=error)
+        self._emit(Event(type="outbox.dead", data=data.model_dump(mode="json")))
+
+    def _delivered(self, entry: Entry, steps: list[StepOutcome]) -> None:
+        data = OutboxDeliveredData(entry=entry_info(entry), steps=steps)
+        self._emit(Event(type="outbox.delivered", data=data.model_dump(mode="json")))
+
+
+def entry_info(entry: Entry) -> OutboxEntryInfo:
+    return OutboxEntryInfo(
+        id=entry.id,
+        order_id=entry.order_id,
+        flow=entry.flow,
+        phase=entry.phase,
+        attempts=entry.attempts,
+        last_error=entry.last_error,
+    )

@@ -283,3 +283,49 @@ async def test_keyed_codes_appear_in_clear_only_in_the_pos_request(
     clear = [topic for topic, payload, _ in probe.messages if MONETARY.encode() in payload]
     assert clear == [f"{BASE}/request/scan.inject"]
     assert MONETARY not in agent_process.log()
+
+
+async def test_a_scan_flood_is_rate_limited_on_its_device_only(
+    tmp_path: Path, broker: Broker, probe_factory: ProbeFactory
+) -> None:
+    flood_fifo, tech_fifo = tmp_path / "flood.fifo", tmp_path / "tech.fifo"
+    extra = (
+        "[scans]\nrate = 1\nburst = 5\n"
+        f'[devices.flood]\ntype = "fifo"\npath = "{flood_fifo}"\n'
+        f'[devices.tech]\ntype = "fifo"\npath = "{tech_fifo}"\n'
+    )
+    agent = AgentProcess(
+        write_config(tmp_path / "lane.toml", broker.port, extra=extra), tmp_path / "agent.log"
+    )
+    probe = await started(agent, probe_factory)
+    try:
+        for device in ("flood", "tech"):
+            await probe.topic(f"devices/{device}", lambda d: d["state"] == "connected")
+        flood = 300
+        with flood_fifo.open("w") as pipe:
+            pipe.write("5901234123457\n" * flood)
+        products = ["96385074", "5901234123457", "4006381333931"]
+        with tech_fifo.open("w") as pipe:
+            pipe.write("".join(f"{code}\n" for code in products))
+        keyed = await scan(probe, MONETARY)
+        assert keyed["valid"] is True
+        tech = await probe.topic("devices/tech", lambda d: d["counters"]["scans"] == len(products))
+        assert tech["counters"]["rate_limited"] == 0
+        values = [
+            json.loads(p)["value"]
+            for t, p, _ in probe.messages
+            if t == f"{BASE}/scan" and b'"tech"' in p
+        ]
+        assert values == products
+        # Every flooded scan is accounted for: published, or counted as rate limited.
+        record = await probe.topic(
+            "devices/flood",
+            lambda d: d["counters"]["scans"] + d["counters"]["rate_limited"] == flood,
+        )
+        assert record["counters"]["rate_limited"] >= flood - 20
+    finally:
+        agent.signal(signal.SIGTERM)
+    published = [t for t, p, _ in probe.messages if t == f"{BASE}/scan" and b'"flood"' in p]
+    assert len(published) == record["counters"]["scans"]
+    started_lines = [line for line in agent.log().splitlines() if "sends scans faster than" in line]
+    assert len(started_lines) == 1 and "device flood " in started_lines[0]

@@ -8,6 +8,8 @@ cpn_treats15 (15% off TREATS) and cpn_catnip1 (expired); 5559876543 is c_1002, n
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from simulators.petz import DEFAULT_KEY
 from simulators.server import Running
 from tests.conftest import (
+    REPO,
     AgentFactory,
     AgentProcess,
     Probe,
@@ -375,3 +378,81 @@ async def test_a_new_customer_invalidates_and_a_stale_authorization_is_not_captu
     assert ledger["redemptions"] == []
     assert ledger["orders"]["F1"]["consumer_id"] == "c_1002"
     assert CAPTURE not in await petz_paths(petz_api)
+
+
+# --- the outbox, seen through the coupon flow -----------------------------------------------
+# Work an order's closing owes survives provider failures, is retried in the background until
+# done, and what cannot be done is dead-lettered, listed and retried or dropped by a person
+# with `lane-agent outbox`.
+
+
+def outbox_cli(config: Path, *args: str, answer: str = "") -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "outbox", "--config", str(config), *args],
+        cwd=REPO,
+        input=answer,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.stdout + result.stderr
+
+
+async def outbox_event(probe: Any, kind: str) -> dict[str, Any]:
+    _, found = await probe.wait_for(lambda t, d: t == f"{BASE}/event" and d.get("type") == kind)
+    data: dict[str, Any] = found["data"]
+    return data
+
+
+async def test_a_capture_failing_for_now_is_retried_until_it_is_done(
+    agent_process: AgentProcess, probe_factory: ProbeFactory, petz_api: Running
+) -> None:
+    probe = await started(agent_process, probe_factory)
+    await authorized_order(probe, "Q1", (KIBBLE, 1299))
+    await sim_faults(petz_api, {"path": CAPTURE, "kind": "error", "status": 503, "count": 2})
+    paid = ok(await probe.request("order.paid", {"order_id": "Q1"}))
+    assert paid["order"]["status"] == "paid" and paid["queued"] == ["coupons"]
+    assert paid["steps"][0]["error"]["code"] == "provider_unavailable"
+    delivered = await outbox_event(probe, "outbox.delivered")
+    assert delivered["entry"]["order_id"] == "Q1" and delivered["entry"]["attempts"] >= 2
+    assert next(s["step"] for s in delivered["steps"] if s["ok"]) == "capture"
+    ledger = await sim_get(petz_api)
+    assert [r["coupon_id"] for r in ledger["redemptions"]] == ["cpn_kibble2"]
+    again = ok(await probe.request("order.paid", {"order_id": "Q1"}))
+    assert again["queued"] == [] and again["reason"] == "already paid"
+
+
+async def test_work_that_fails_for_good_is_dead_lettered_and_a_person_can_retry_it(
+    agent_process: AgentProcess, probe_factory: ProbeFactory, petz_api: Running
+) -> None:
+    probe = await started(agent_process, probe_factory)
+    await authorized_order(probe, "Q2", (KIBBLE, 1299))
+    await sim_faults(petz_api, {"path": CAPTURE, "kind": "error", "status": 400})
+    ok(await probe.request("order.paid", {"order_id": "Q2"}))
+    dead = await outbox_event(probe, "outbox.dead")
+    assert dead["entry"]["flow"] == "coupons" and dead["error"].startswith("invalid_request")
+    listing = outbox_cli(agent_process.config, "list")
+    assert "Q2:coupons:paid" in listing and "dead" in listing and "invalid_request" in listing
+
+    entry = str(dead["entry"]["id"])
+    assert "kept" in outbox_cli(agent_process.config, "drop", entry, answer="n\n")
+    assert "tried again now" in outbox_cli(agent_process.config, "retry", entry)
+    delivered = await outbox_event(probe, "outbox.delivered")
+    assert delivered["entry"]["id"] == dead["entry"]["id"]
+    assert len((await sim_get(petz_api))["redemptions"]) == 1
+    assert "nothing owed" in outbox_cli(agent_process.config, "list")
+
+
+async def test_a_dropped_entry_is_never_done(
+    agent_process: AgentProcess, probe_factory: ProbeFactory, petz_api: Running
+) -> None:
+    probe = await started(agent_process, probe_factory)
+    await authorized_order(probe, "Q3", (KIBBLE, 1299))
+    await sim_faults(petz_api, {"path": CAPTURE, "kind": "error", "status": 400})
+    ok(await probe.request("order.paid", {"order_id": "Q3"}))
+    dead = await outbox_event(probe, "outbox.dead")
+    dropped = outbox_cli(agent_process.config, "drop", str(dead["entry"]["id"]), "--yes")
+    assert f"dropped entry {dead['entry']['id']}" in dropped
+    assert "nothing owed" in outbox_cli(agent_process.config, "list")
+    assert (await sim_get(petz_api))["redemptions"] == []

@@ -260,7 +260,8 @@ async def test_seed_002_identify_check_pay_commit_checkin_receipt(
     }
 
     again = ok(await probe.request("order.paid", {"order_id": "P1"}))
-    assert (again["reason"], again["steps"]) == ("already paid", [])
+    # Asked again, the agent says what was done and does nothing twice.
+    assert (again["reason"], again["steps"], again["queued"]) == ("already paid", paid["steps"], [])
     assert await sim_get(punchh_api) == ledger
 
 
@@ -329,7 +330,7 @@ async def test_a_lost_commit_answer_is_sent_once_more_and_deducts_once(
         ("receipt", True),
     ]
     retried = ok(await probe.request("order.paid", {"order_id": "L1"}))
-    assert retried["steps"] == []
+    assert (retried["reason"], retried["steps"]) == ("already paid", paid["steps"])
     ledger = await sim_get(punchh_api)
     assert len(ledger["redemptions"]) == 1 and ledger["guests"][ANA]["rewards"] == []
     assert ledger["guests"][ANA]["banked_rewards"] == "5.00"

@@ -43,6 +43,7 @@ from drivers.hidpos_report import (
     build_reports,
     is_barcode_scanner,
 )
+from tests.fuzzing import fuzz_target
 
 KEYBOARD_DESCRIPTOR = bytes.fromhex(
     "05010906a101050719e029e71500250175019508810295017508810195067508150025650507190029658100c0"
@@ -149,12 +150,84 @@ def test_encode_then_decode_round_trips(data: bytes, aim: str | None) -> None:
     assert decode(build_reports(data, aim)) == [DecodedScan((aim or "").encode() + data, aim)]
 
 
-@given(st.lists(st.binary(max_size=80) | st.sampled_from(build_reports(b"x" * 70, "]E0"))))
-def test_the_decoder_never_raises(reports: list[bytes]) -> None:
-    assembler = ReportAssembler(max_length=200)
+# A report of the barcode's ID, any content: lengths, AIM and continuation flags at random.
+barcode_id_reports = st.binary(min_size=HONEYWELL.size - 1, max_size=HONEYWELL.size - 1).map(
+    lambda rest: bytes([HONEYWELL.report_id]) + rest
+)
+# Reports the decoder must skip without losing the barcode around them: another report ID (a
+# trigger or status report), of any size, or an empty read.
+other_reports = st.just(b"") | st.tuples(
+    st.integers(0, 255).filter(lambda i: i != HONEYWELL.report_id), st.binary(max_size=80)
+).map(lambda parts: bytes([parts[0]]) + parts[1])
+any_reports = (
+    st.binary(max_size=80)
+    | barcode_id_reports
+    | other_reports
+    | st.sampled_from(build_reports(b"x" * 70, "]E0") + build_reports(b"y" * 200, None))
+)
+# Sizes spread evenly up to five reports' worth (hypothesis favours short strings).
+payloads = st.integers(0, 5 * HONEYWELL.capacity).flatmap(
+    lambda n: st.binary(min_size=n, max_size=n)
+)
+# Ends whatever the assembler was doing: the barcode's ID, no data, no continuation.
+TERMINATOR = bytes([HONEYWELL.report_id, 0]) + bytes(HONEYWELL.size - 2)
+
+
+@fuzz_target(300)
+@given(reports=st.lists(any_reports, max_size=40), max_length=st.integers(1, 300))
+def test_the_decoder_never_raises(reports: list[bytes], max_length: int) -> None:
+    assembler = ReportAssembler(max_length=max_length)
+    malformed = 0
     for report in reports:
         result = assembler.feed(report)
         assert result is None or isinstance(result, DecodedScan | MalformedReport)
+        if isinstance(result, MalformedReport):
+            malformed += 1
+            assert result.reason
+        if isinstance(result, DecodedScan):
+            prefix = (result.aim or "").encode()
+            assert result.aim is None or (len(result.aim) == 3 and result.aim[0] == "]")
+            assert result.data.startswith(prefix)
+            assert len(result.data) - len(prefix) <= max_length
+    assert assembler.malformed == malformed
+
+
+@fuzz_target(200)
+@given(
+    barcodes=st.lists(st.tuples(payloads, aims), min_size=1, max_size=4),
+    garbage=st.lists(other_reports, max_size=12),
+    data=st.data(),
+)
+def test_round_trip_with_other_reports_interleaved(
+    barcodes: list[tuple[bytes, str | None]], garbage: list[bytes], data: st.DataObject
+) -> None:
+    stream = [report for payload, aim in barcodes for report in build_reports(payload, aim)]
+    for report in garbage:
+        stream.insert(data.draw(st.integers(0, len(stream)), label="at"), report)
+    assembler = ReportAssembler()
+    results = decode(stream, assembler)
+    assert [r for r in results if isinstance(r, DecodedScan)] == [
+        DecodedScan((aim or "").encode() + payload, aim) for payload, aim in barcodes
+    ]
+    assert len(results) == len(barcodes) + len(garbage)
+    assert assembler.malformed == len(garbage)
+
+
+@fuzz_target(200)
+@given(
+    garbage=st.lists(any_reports, max_size=20),
+    payload=payloads,
+    aim=aims,
+    max_length=st.integers(300, 1000),
+)
+def test_the_decoder_recovers_after_any_garbage(
+    garbage: list[bytes], payload: bytes, aim: str | None, max_length: int
+) -> None:
+    assembler = ReportAssembler(max_length=max_length)
+    decode([*garbage, TERMINATOR], assembler)
+    assert decode(build_reports(payload, aim), assembler) == [
+        DecodedScan((aim or "").encode() + payload, aim)
+    ]
 
 
 def input_report_bits(descriptor: bytes, report_id: int) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import re
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.normalise import Kind, Normaliser, NormaliserSettings, escape, gs1, unescape
 from agent.normalise.gs1 import AIS, GS, Part
+from tests.fuzzing import fuzz_target
 
 DEFAULT = Normaliser()
 # The `(AI)value` form of five long AIs can pass the default 512-character limit.
@@ -54,20 +57,66 @@ HINTS = st.one_of(
     st.sampled_from(["gs1-128", "gs1-qr", "ean13", "ean8", "upca", "keyed", "nfc", "qr", ""]),
     st.text(max_size=12),
 )
+# Any text a driver could hand over, lone surrogates included (as a lax decoder would pass them).
+ANY_TEXT = st.text(max_size=700).map(lambda text: text.encode("utf-8", "surrogatepass"))
+TINY = Normaliser(NormaliserSettings(max_length=8))
 
 
-@settings(max_examples=500, deadline=None)
-@given(data=st.one_of(st.binary(max_size=700), STRUCTURED), hint=HINTS)
+def is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc"
+
+
+@fuzz_target(500)
+@given(data=st.one_of(st.binary(max_size=700), STRUCTURED, ANY_TEXT), hint=HINTS)
 def test_normalise_never_raises(data: bytes, hint: str | None) -> None:
-    for normaliser in (DEFAULT, WITH_CUSTOM):
+    for normaliser in (DEFAULT, WITH_CUSTOM, TINY):
         token = normaliser.normalise(data, hint)
+        assert isinstance(token.valid, bool)
         assert token.valid is (token.error is None)
+        if not token.valid:
+            assert isinstance(token.error, str) and token.error
         assert isinstance(token.value, str)
         assert token.symbology
+        if token.valid:
+            # Framing lets nothing through that a screen or a provider would choke on.
+            assert not any(is_control(c) and c != GS for c in token.value), token
+            token.value.encode("utf-8")  # raises on a lone surrogate
         if token.ais is not None:
             assert (token.kind, token.valid) == (Kind.GS1, True)
         if token.rule == "framing":
             assert (token.kind, token.valid) == ("unknown", False)
+
+
+_AIM_PREFIX = re.compile(r"\][A-Za-z][0-9A-Z]")
+_LIMITED = {limit: Normaliser(NormaliserSettings(max_length=limit)) for limit in range(1, 65)}
+
+
+def payload_of(text: str) -> str:
+    """What the length limit counts, per its documentation: the scan without terminators,
+    surrounding spaces and AIM identifier."""
+    payload = text.rstrip(" \r\n\t").lstrip(" ")
+    if _AIM_PREFIX.match(payload):
+        payload = payload[3:].lstrip(" ")
+    return payload
+
+
+@fuzz_target(300)
+@given(
+    limit=st.integers(1, 64),
+    text=st.text(
+        st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from("0]C1 \r\n")),
+        min_size=1,
+        max_size=150,
+    ),
+    hint=HINTS,
+)
+def test_nothing_longer_than_the_limit_is_valid(limit: int, text: str, hint: str | None) -> None:
+    token = _LIMITED[limit].normalise(text.encode(), hint)
+    payload = payload_of(text)
+    if token.valid:
+        assert len(payload) <= limit
+    elif len(payload) > limit:
+        assert token.error == f"scan is {len(payload)} characters; the limit is {limit}"
 
 
 @settings(deadline=None)

@@ -11,6 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.contract import StepOutcome
+from agent.errors import ErrorCode, LaneError
+from agent.flows.orders import outcome
 from agent.outbox import Backoff, Entry, EntryState, Outbox, OutboxWorker
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -34,10 +37,14 @@ class Work:
         self.answers = answers
         self.attempted: list[str] = []
 
-    async def __call__(self, entry: Entry) -> str | None:
+    async def __call__(self, entry: Entry) -> list[StepOutcome]:
         self.attempted.append(entry.key)
         queue = self.answers.get(entry.flow, [])
-        return queue.pop(0) if queue else None
+        answer = queue.pop(0) if queue else None
+        if answer is None:
+            return [outcome(entry.flow, "sim", "step", "done")]
+        code, message = answer.split(": ", 1)
+        return [outcome(entry.flow, "sim", "step", "step", LaneError(ErrorCode(code), message))]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -93,7 +100,7 @@ async def test_a_failing_entry_holds_back_the_rest_of_its_order_and_is_retried_l
     await run.run_once()
     entry = outbox.entries()[0]
     assert (entry.state, entry.attempts) == (EntryState.PENDING, 1)
-    assert entry.last_error == "provider_unavailable: Punchh cannot be reached"
+    assert entry.last_error == "provider_unavailable: step: Punchh cannot be reached"
     assert 5 <= (entry.next_at - clock.now).total_seconds() <= 10  # base 10, jittered
     assert await run.run_once() == 0  # not due yet; and coupons waits behind it
     clock.advance(10)
@@ -110,7 +117,7 @@ async def test_an_error_no_retry_can_fix_is_dead_lettered_at_once(
     await worker(
         outbox, Work(coupons=["not_redeemable: authorization released"]), clock, dead
     ).run_once()
-    assert dead == ["A1:coupons:paid not_redeemable: authorization released"]
+    assert dead == ["A1:coupons:paid not_redeemable: step: authorization released"]
     assert outbox.entries(EntryState.DEAD)[0].attempts == 1
 
 
@@ -131,7 +138,7 @@ async def test_an_entry_still_failing_after_its_deadline_is_dead_lettered(
 async def test_a_bug_in_a_flow_is_retried_not_fatal(outbox: Outbox, clock: Clock) -> None:
     outbox.add("A1", ["loyalty"], "paid")
 
-    async def broken(entry: Entry) -> str | None:
+    async def broken(entry: Entry) -> list[StepOutcome]:
         raise RuntimeError("boom")
 
     await OutboxWorker(outbox, broken, on_dead=lambda e, w: None, now=clock).run_once()

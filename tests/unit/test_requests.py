@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from agent.contract import OPS, HealthResult, Request
+from agent.app import LaneAgent
+from agent.config import parse_config
+from agent.contract import OPS, HealthResult, Request, Response
 from agent.errors import ErrorCode, LaneError
-from agent.requests import RequestRouter, ResponseStore
+from agent.requests import MAX_DEPTH, RequestRouter, ResponseStore
+from tests.fuzzing import fuzz_target
 
 
 class Counter:
@@ -142,3 +151,260 @@ async def test_any_payload_gets_an_answer(tmp_path: Path, op: str, payload: byte
     assert answer.status in {"ok", "error"}
     if answer.status == "error":
         assert answer.error is not None and answer.error.message
+
+
+# --- hostile input against the real handlers --------------------------------------------------
+
+T = TypeVar("T")
+DEMO_CODES = ["100000000001", "100000000002", "100000000003", "100000000004"]
+
+
+class ErrorLog(logging.Handler):
+    """Collects what the agent logs at ERROR: a handler or flow that failed on some input."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class RealLane:
+    """A LaneAgent on the sandbox ledger in a temporary state directory, never started: its router
+    has every real handler, the bus only queues (nothing reaches a network), and no rate limit
+    gets between the fuzzer and the scan pipeline."""
+
+    def __init__(self) -> None:
+        shm = Path("/dev/shm")  # the response store syncs every answer: keep it in memory
+        self.dir = Path(
+            tempfile.mkdtemp(prefix="lane-agent-requests-", dir=shm if shm.is_dir() else None)
+        )
+        config = parse_config(
+            {
+                "lane": {"store": "s1", "lane": "l1"},
+                "providers": {"sandbox": {}},
+                "state": {"dir": str(self.dir)},
+                "scans": {"rate": 0},
+            }
+        )
+        self.loop = asyncio.new_event_loop()
+        self.agent = LaneAgent(config)
+        for driver in self.agent.drivers:
+            self.agent.devices.add(driver.device_id, driver.kind)
+        self.errors = ErrorLog()
+        logging.getLogger("agent").addHandler(self.errors)
+        self.handled = 0
+        self.token_ids = self.scan_demo_codes()
+        atexit.register(self.close)
+
+    def scan_demo_codes(self) -> list[str]:
+        """Token ids of the demo gifts, scanned again so the vault keeps them (same ids)."""
+        ids = []
+        for code in DEMO_CODES:
+            payload = json.dumps({"request_id": f"demo-{self.handled}-{code}", "data": code})
+            answer = self.run(self.agent.router.handle("scan.inject", payload.encode()))
+            assert answer.data is not None, answer
+            ids.append(answer.data["token_id"])
+        return ids
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        result = self.loop.run_until_complete(coroutine)
+        # Let what the request started (a flow validating a scanned gift) finish, so its failures
+        # are this input's.
+        while pending := asyncio.all_tasks(self.loop):
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        return result
+
+    def handle(self, op: str, payload: bytes) -> Response:
+        self.handled += 1
+        if self.handled % 1000 == 0:
+            self.scan_demo_codes()
+        return self.run(self.agent.router.handle(op, payload))
+
+    def close(self) -> None:
+        logging.getLogger("agent").removeHandler(self.errors)
+        self.loop.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@functools.cache
+def real_lane() -> RealLane:
+    return RealLane()
+
+
+MQTT_TEXT = st.characters(exclude_categories=["Cs"])  # MQTT strings are UTF-8: no surrogates
+TEXT = st.text(MQTT_TEXT, max_size=20)
+OP_NAMES = st.sampled_from(sorted(OPS)) | st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="/+#\x00"), max_size=30
+)
+LEAVES = (
+    st.none() | st.booleans() | st.integers() | st.integers(-(2**80), 2**80) | st.floats() | TEXT
+)
+JSON = st.recursive(
+    LEAVES,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
+    max_leaves=12,
+)
+AMOUNTS = st.integers(-5, 6000) | st.integers() | JSON
+LINE = st.fixed_dictionaries(
+    {"id": TEXT, "name": TEXT, "quantity": AMOUNTS, "amount": AMOUNTS},
+    optional={"sku": TEXT | JSON},
+)
+
+
+def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]:
+    """Plausible values, and wrong ones, for every field of every op's params."""
+    ids = st.sampled_from(["o1", "o2", ""]) | TEXT
+    return {
+        "data": st.sampled_from(
+            [*DEMO_CODES, "https://giftlocal.com/v/demo-gift-50", "]E05901234123457"]
+        )
+        | TEXT
+        | st.text(MQTT_TEXT, min_size=4090, max_size=4100)
+        | JSON,
+        "symbology": st.sampled_from(["keyed", "qr", "gs1-128", ""])
+        | st.text(MQTT_TEXT, max_size=40),
+        "token_id": st.sampled_from(lane_token_ids) | st.just("tok_0000") | TEXT | JSON,
+        "amount": AMOUNTS,
+        "quantity": AMOUNTS,
+        "transaction_id": TEXT | JSON,
+        "device_id": st.sampled_from(["keyed", "scanner"]) | TEXT | JSON,
+        "level": st.sampled_from(["internal", "external"]) | JSON,
+        "order_id": ids | JSON,
+        "lines": st.lists(LINE | JSON, max_size=5) | JSON,
+        "subtotal": AMOUNTS,
+        "tax": AMOUNTS,
+        "total": AMOUNTS,
+        "currency": st.sampled_from(["USD", "EUR", "usd"]) | TEXT,
+        "selections": st.lists(JSON, max_size=3) | JSON,
+    }
+
+
+@st.composite
+def requests(draw: st.DrawFn, lane: RealLane) -> tuple[str, bytes, Any]:
+    """(op, payload, the JSON value sent, or the payload itself when it is raw bytes)."""
+    op = draw(OP_NAMES)
+    shape = draw(st.sampled_from(["request"] * 6 + ["json", "bytes"]))
+    if shape == "bytes":
+        payload = draw(st.binary(max_size=400))
+        return op, payload, payload
+    if shape == "json":
+        value = draw(JSON)
+    else:
+        values = field_values(lane.token_ids)
+        spec = OPS.get(op) or OPS[draw(st.sampled_from(sorted(OPS)))]
+        value = {}
+        for name in spec.params.model_fields:
+            if name != "request_id" and draw(st.integers(0, 4)) > 0:
+                value[name] = draw(values[name], label=name)
+        if draw(st.integers(0, 9)) > 0:
+            value["request_id"] = draw(st.uuids().map(str) | TEXT | JSON, label="request_id")
+        value.update(draw(st.dictionaries(TEXT, JSON, max_size=2), label="stray fields"))
+    return op, json.dumps(value).encode(), value
+
+
+@fuzz_target(300)
+@given(data=st.data())
+def test_every_payload_gets_a_clear_answer_from_the_real_handlers(data: st.DataObject) -> None:
+    lane = real_lane()
+    op, payload, sent = data.draw(requests(lane))
+    lane.errors.records.clear()
+    answer = lane.handle(op, payload)
+    assert isinstance(answer, Response)
+    answer.model_dump_json()  # it can be published
+    if answer.status == "ok":
+        assert answer.error is None and answer.data is not None
+        OPS[op].result.model_validate(answer.data)
+    else:
+        assert answer.error is not None and answer.data is None
+        assert isinstance(answer.error.code, ErrorCode) and answer.error.message
+        assert answer.error.code is not ErrorCode.INTERNAL, answer.error
+    if isinstance(sent, dict) and isinstance(sent.get("request_id"), str) and sent["request_id"]:
+        assert answer.request_id == sent["request_id"]
+    assert not lane.errors.records, [r.getMessage() for r in lane.errors.records]
+
+
+def test_hostile_json_is_an_error_not_an_exception() -> None:
+    lane = real_lane()
+    for payload, words in [
+        (b"[" * 60_000, "nested deeper"),
+        (
+            b'{"request_id": "a", "x": ' + b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1) + b"}",
+            f"deeper than {MAX_DEPTH}",
+        ),
+        (b'{"request_id": "a", "amount": ' + b"9" * 5000 + b"}", "digits"),
+        (b'{"request_id": "\\ud800"}', "lone surrogate"),
+        (b'{"request_id": "a", "data": "x\\udfff"}', "lone surrogate"),
+        ('{"request_id": "a"}'.encode("utf-16"), "not UTF-8 at byte 0"),
+    ]:
+        answer = lane.handle("scan.inject", payload)
+        assert answer.error is not None and answer.error.code is ErrorCode.INVALID_REQUEST
+        assert words in answer.error.message and answer.request_id is None
+        answer.model_dump_json()
+    # Astral characters written as a surrogate pair are fine.
+    answer = lane.handle("scan.inject", b'{"request_id": "pair", "data": "\\ud83d\\ude00"}')
+    assert answer.status == "ok" and answer.data is not None and answer.data["valid"] is True
+
+
+def test_scan_inject_data_is_capped_at_4096_characters() -> None:
+    lane = real_lane()
+    over = lane.handle(
+        "scan.inject", json.dumps({"request_id": "cap1", "data": "1" * 4097}).encode()
+    )
+    assert over.error is not None and over.error.code is ErrorCode.INVALID_REQUEST
+    assert over.error.message == "data: String should have at most 4096 characters"
+    at = lane.handle("scan.inject", json.dumps({"request_id": "cap2", "data": "1" * 4096}).encode())
+    assert at.status == "ok" and at.data is not None
+    assert (at.data["valid"], at.data["error"]) == (
+        False,
+        "scan is 4096 characters; the limit is 512",
+    )
+    long_symbology = json.dumps({"request_id": "cap3", "data": "1", "symbology": "s" * 33})
+    answer = lane.handle("scan.inject", long_symbology.encode())
+    assert answer.error is not None and answer.error.message.startswith("symbology: ")
+
+
+# --- oversized payloads --------------------------------------------------------------------
+
+
+@functools.cache
+def oversize_store() -> ResponseStore:
+    path = Path(tempfile.mkdtemp(prefix="lane-agent-oversize-"))
+    atexit.register(shutil.rmtree, path, True)
+    return ResponseStore(path / "requests.sqlite")
+
+
+@fuzz_target(200)
+@given(
+    limit=st.integers(1, 70_000),
+    excess=st.integers(1, 70_000),
+    op=OP_NAMES,
+    seed=st.binary(min_size=1, max_size=64),
+    as_request=st.booleans(),
+)
+def test_any_payload_over_the_limit_is_refused_with_the_limit(
+    limit: int, excess: int, op: str, seed: bytes, as_request: bool
+) -> None:
+    size = limit + excess
+    if as_request:  # a well-formed request, only too big
+        head = b'{"request_id": "big", "data": "'
+        payload = head + b"1" * max(0, size - len(head) - 2) + b'"}'
+        payload = payload[:size] if len(payload) > size else payload
+    else:
+        payload = (seed * (size // len(seed) + 1))[:size]
+    size = len(payload)
+    counter = Counter()
+    router = RequestRouter(oversize_store(), dict.fromkeys(OPS, counter), max_payload=limit)
+    loop = asyncio.new_event_loop()
+    try:
+        if size > limit:
+            answer = loop.run_until_complete(router.handle(op, payload))
+            assert answer.error is not None and answer.error.code is ErrorCode.INVALID_REQUEST
+            assert answer.error.message == f"payload is {size} bytes; the limit is {limit}"
+            assert answer.request_id is None
+        at_limit = loop.run_until_complete(router.handle(op, payload[:limit]))
+        assert at_limit.error is None or "the limit is" not in at_limit.error.message
+    finally:
+        loop.close()
+    assert counter.calls <= 1  # only ever the request at the limit

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from agent.contract import DeviceRecord, Event, ScanMessage
 from agent.devices import DeviceRegistry
 from agent.normalise import Normaliser, Token
+from agent.normalise.kinds import PUBLIC_KINDS
 from agent.scans import NFC_UID, ScanPipeline
 from agent.tokens import TokenVault
 from drivers.base import DeviceState, NdefRecord, RawScan, StatusChange, TagRead, TagRemoved
+from tests.fuzzing import fuzz_target
 
 
 class Lane:
-    def __init__(self) -> None:
+    def __init__(self, *, flows: bool = True) -> None:
         self.scans: list[ScanMessage] = []
         self.events: list[Event] = []
         self.records: list[DeviceRecord] = []
@@ -29,7 +34,7 @@ class Lane:
             devices,
             self.scans.append,
             self.events.append,
-            {"gift_voucher_token": self.flow, "gift_voucher_code": self.flow},
+            {"gift_voucher_token": self.flow, "gift_voucher_code": self.flow} if flows else {},
         )
 
     async def flow(self, token: Token, token_id: str) -> None:
@@ -86,3 +91,59 @@ async def test_a_replugged_device_counts_a_reconnect() -> None:
     for state in (DeviceState.CONNECTED, DeviceState.DISCONNECTED, DeviceState.CONNECTED):
         await lane.pipeline.handle(StatusChange("scan1", state))
     assert lane.records[-1].counters.reconnects == 1
+
+
+HINTS = st.none() | st.sampled_from(["keyed", "gs1-128", "qr", "nfc", ""]) | st.text(max_size=12)
+RECORDS = st.lists(
+    st.builds(
+        NdefRecord,
+        st.sampled_from(["urn:nfc:wkt:U", "urn:nfc:wkt:T", "text/plain"]) | st.text(max_size=10),
+        st.binary(max_size=20),
+        st.none() | st.text(max_size=80),
+    ),
+    max_size=3,
+)
+DATA = (
+    st.binary(max_size=600)
+    | st.text(max_size=600).map(lambda text: text.encode("utf-8", "surrogatepass"))
+    | st.sampled_from(
+        [
+            b"100000000001\r\n",
+            b"https://giftlocal.com/v/demo-gift-50",
+            b"]E05901234123457",
+            b"]C1010950600013435210ABC\x1d17251231",
+            b"(555) 123-4567",
+            b"Someone@Example.com",
+            b"P12345",
+        ]
+    )
+)
+EVENTS = st.lists(
+    st.builds(RawScan, st.just("scan1"), DATA, HINTS)
+    | st.builds(TagRead, st.just("nfc1"), st.binary(max_size=10), st.text(max_size=10), RECORDS),
+    min_size=1,
+    max_size=5,
+)
+
+
+@fuzz_target(200)
+@given(events=EVENTS)
+def test_any_scan_becomes_one_publishable_message(events: list[RawScan | TagRead]) -> None:
+    lane = Lane(flows=False)  # flows run as tasks, which need a loop; this test has none
+    for event in events:
+        message = (
+            lane.pipeline.scan(event) if isinstance(event, RawScan) else lane.pipeline.tag(event)
+        )
+        assert lane.scans[-1] is message
+        message.model_dump_json()  # it can be published
+        assert message.valid is (message.error is None) and message.valid is (
+            message.token_id is not None
+        )
+        assert message.value is None or message.kind in PUBLIC_KINDS
+    assert len(lane.scans) == len(events)
+    counted = {r.device_id: r.counters for r in lane.records}
+    for device_id in ("scan1", "nfc1"):
+        sent = [s for s in lane.scans if s.device_id == device_id]
+        if sent:
+            assert counted[device_id].scans == len(sent)
+            assert counted[device_id].rejects == sum(not s.valid for s in sent)
