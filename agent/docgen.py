@@ -55,6 +55,12 @@ def fields_table(model: type[BaseModel]) -> str:
     return "\n".join(rows)
 
 
+def operations_table() -> str:
+    from agent.operations import table
+
+    return table()
+
+
 def sections() -> dict[str, str]:
     topics = ["| topic | direction | payload | notes |", "|---|---|---|---|"]
     for topic, (direction, model, note) in TOPICS.items():
@@ -81,6 +87,7 @@ def sections() -> dict[str, str]:
     events = ["| type | data |", "|---|---|"]
     events += [f"| `{t}` | `{m.__name__}` |" for t, m in EVENT_DATA.items()]
     return {
+        "operations": operations_table(),
         "topics": "\n".join(topics),
         "ops": "\n".join(ops),
         "events": "\n".join(events),

@@ -9,7 +9,12 @@ import httpx
 import pytest
 
 from agent.errors import ErrorCode, ProviderError
-from agent.providers.http import HttpProviderSettings, ProviderClient, error_message
+from agent.providers.http import (
+    OFFLINE_RETRY,
+    HttpProviderSettings,
+    ProviderClient,
+    error_message,
+)
 from simulators.server import ApiError, Request, Response, Running, Simulator, serve
 
 
@@ -159,6 +164,26 @@ async def test_unreachable_provider_is_provider_unavailable() -> None:
         await api.call("POST", "/count", write=True)
     assert caught.value.code == ErrorCode.PROVIDER_UNAVAILABLE
     assert "nothing was sent" in caught.value.message
+    await api.aclose()
+
+
+async def test_an_unreachable_provider_is_refused_at_once_until_it_is_tried_again() -> None:
+    """Offline refusal is immediate: after a failed connect, calls do not wait out timeouts."""
+    with serve(Counter()) as running:
+        url = running.url
+    now = [100.0]
+    settings = HttpProviderSettings(base_url=url, timeout=2)
+    api = ProviderClient("Counter", settings, headers={}, clock=lambda: now[0])
+    messages = []
+    for advance in (0.0, 1.0, OFFLINE_RETRY):
+        now[0] += advance
+        with pytest.raises(ProviderError) as caught:
+            await api.call("GET", "/count", write=False)
+        assert caught.value.code == ErrorCode.PROVIDER_UNAVAILABLE
+        messages.append(caught.value.message)
+    assert "nothing was sent" in messages[0]
+    assert "not tried again yet" in messages[1] and "unreachable (since" in messages[1]
+    assert "nothing was sent" in messages[2]  # the window passed: it tried the network again
     await api.aclose()
 
 

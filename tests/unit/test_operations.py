@@ -1,0 +1,26 @@
+"""The operation-class table covers every op and every order hook, so it cannot drift from what
+the agent does."""
+
+from __future__ import annotations
+
+from agent.contract import OPS
+from agent.operations import OPERATIONS, OperationClass
+
+# Ops that call no provider.
+LOCAL_OPS = {"scan.inject", "device.health"}
+ORDER_FLOWS = ("card", "coupons", "loyalty")
+
+
+def test_every_op_that_calls_a_provider_is_classified() -> None:
+    reached = " ".join(how for _, how, _, _ in OPERATIONS)
+    missing = [op for op in OPS if op not in LOCAL_OPS and f"`{op}`" not in reached]
+    assert missing == []
+
+
+def test_every_order_hook_is_queued_and_every_request_op_online() -> None:
+    hooks = {what: cls for what, _, cls, _ in OPERATIONS if ": " in what}
+    for phase in ("paid", "void", "abandoned"):
+        for flow in ORDER_FLOWS:
+            assert hooks[f"{phase}: {flow}"] is OperationClass.QUEUED
+    online = [cls for what, _, cls, _ in OPERATIONS if ": " not in what]
+    assert set(online) == {OperationClass.ONLINE}
