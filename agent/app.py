@@ -35,6 +35,7 @@ from agent.flows.coupons import build as build_coupon_flow
 from agent.flows.gift import GiftFlow
 from agent.flows.loyalty import build as build_loyalty_flow
 from agent.flows.orders import OrderDesk
+from agent.journal import RedemptionJournal
 from agent.limits import ScanLimiter
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
@@ -134,13 +135,18 @@ class LaneAgent:
         )
         self.keyed = KeyedEntry()
         self.drivers = build_drivers(config, self.keyed)
+        book = OrderBook(state_dir / "orders.sqlite")
         self.gift_provider = build_gift_provider(config)
         self.gift = (
-            GiftFlow(self.gift_provider, self.vault, self._emit)
+            GiftFlow(
+                self.gift_provider,
+                self.vault,
+                self._emit,
+                journal=RedemptionJournal(book.db),
+            )
             if self.gift_provider is not None
             else None
         )
-        book = OrderBook(state_dir / "orders.sqlite")
         ctx = FlowContext(config, self.vault, book, self._emit)
         self.card = build_card_flow(ctx)
         built = [self.card, *(build(ctx) for build in FLOW_BUILDERS)]

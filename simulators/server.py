@@ -47,6 +47,7 @@ class Fault(BaseModel):
     status: int = Field(503, ge=400, le=599, description="for `error`")
     delay: float = Field(0.0, ge=0, le=HOLD_SECONDS, description="for `slow` and `timeout`")
     count: int = Field(1, ge=1)
+    after: int = Field(0, ge=0, description="let this many matching requests through first")
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and bool(
@@ -172,6 +173,9 @@ class Simulator:
         with self.lock:
             for fault in self.faults:
                 if fault.matches(method, path):
+                    if fault.after:
+                        fault.after -= 1
+                        return None
                     fault.count -= 1
                     if fault.count == 0:
                         self.faults.remove(fault)

@@ -26,11 +26,15 @@ from agent.contract import (
     ValidateResult,
 )
 from agent.errors import ErrorCode, LaneError, ProviderError
+from agent.journal import IntentState, RedemptionJournal
 from agent.normalise import Kind, Token
-from agent.providers.base import GiftProvider, GiftRef, GiftStatus
+from agent.providers.base import GiftProvider, GiftRef, GiftStatus, GiftType, Redemption
 from agent.tokens import TokenVault, display
 
 log = logging.getLogger(__name__)
+
+# The transaction id of a redemption known only from the gift's balance (its answer was lost).
+UNCONFIRMED = "unconfirmed:"
 
 GIFT_KINDS = frozenset({Kind.GIFT_VOUCHER_CODE.value, Kind.GIFT_VOUCHER_TOKEN.value})
 
@@ -48,9 +52,11 @@ class GiftFlow:
         vault: TokenVault,
         emit: Callable[[Event], None],
         *,
+        journal: RedemptionJournal,
         location: str | None = None,
     ) -> None:
         self.provider = provider
+        self._journal = journal
         self._vault = vault
         self._emit = emit
         self._location = location
@@ -91,15 +97,28 @@ class GiftFlow:
                 "give amount (minor units) for a monetary gift or quantity for an item gift",
             )
         token = self._token(params.token_id)
-        gift = await self.provider.validate(gift_ref(token), location=self._location)
+        ref = gift_ref(token)
+        gift = await self.provider.validate(ref, location=self._location)
+        self._settle_open(gift)
         _check_redeemable(gift)
-        redemption = await self.provider.redeem(
-            gift.gift_id,
-            amount=params.amount,
-            quantity=params.quantity,
-            location=self._location,
-            idempotency_key=params.request_id,
-        )
+        units = params.amount if params.amount is not None else params.quantity
+        assert units is not None
+        self._journal.begin(params.request_id, gift.gift_id, units, before=_units(gift))
+        try:
+            redemption = await self.provider.redeem(
+                gift.gift_id,
+                amount=params.amount,
+                quantity=params.quantity,
+                location=self._location,
+                idempotency_key=params.request_id,
+            )
+        except LaneError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_OUTCOME:
+                self._journal.mark(params.request_id, IntentState.FAILED)
+                raise
+            redemption = await self._resolve_lost(params, ref, exc)
+        else:
+            self._journal.mark(params.request_id, IntentState.APPLIED)
         shown = display(token)
         log.info("gift %s redeemed: transaction %s", shown, redemption.transaction_id)
         data = GiftRedeemedData(
@@ -111,6 +130,50 @@ class GiftFlow:
         self._emit(Event(type="gift.redeemed", data=data.model_dump(mode="json")))
         return RedeemResult(provider=self.provider.name, redemption=redemption)
 
+    def _settle_open(self, gift: GiftStatus) -> None:
+        """Before redeeming a gift again, settle earlier redemptions of it whose outcome this
+        lane never learnt; one the balance cannot explain blocks the gift (never a double)."""
+        for intent in self._journal.open(gift.gift_id):
+            state = intent.settle(_units(gift))
+            if state is None:
+                raise ProviderError(
+                    ErrorCode.UNKNOWN_OUTCOME,
+                    f"an earlier redemption of this gift (request {intent.request_id}) may have "
+                    "gone through; check the gift's history with the provider before redeeming",
+                )
+            log.info("gift %s: lost redemption %s was %s", gift.gift_id, intent.request_id, state)
+            self._journal.mark(intent.request_id, state)
+
+    async def _resolve_lost(
+        self, params: GiftRedeemParams, ref: GiftRef, lost: LaneError
+    ) -> Redemption:
+        """The redeem was sent and its answer lost: the balance now says whether it happened."""
+        try:
+            fresh = await self.provider.validate(ref, location=self._location)
+        except LaneError:
+            self._journal.mark(params.request_id, IntentState.UNKNOWN)
+            raise lost from None
+        intent = self._journal.get(params.request_id)
+        assert intent is not None  # written by redeem() before the call
+        state = intent.settle(_units(fresh))
+        self._journal.mark(params.request_id, state or IntentState.UNKNOWN)
+        if state is IntentState.FAILED:
+            raise ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                "the provider did not answer and the gift's balance is unchanged: nothing was "
+                "redeemed; try again",
+            ) from lost
+        if state is None:
+            raise lost
+        log.warning("redeem %s: answer lost, the balance shows it went through", params.request_id)
+        return Redemption(
+            transaction_id=f"{UNCONFIRMED}{params.request_id}",
+            gift_id=fresh.gift_id,
+            amount=params.amount,
+            quantity=params.quantity,
+            gift=fresh,
+        )
+
     async def reverse(self, params: GiftReverseParams) -> ReverseResult:
         reversal = await self.provider.reverse(
             params.transaction_id, location=self._location, idempotency_key=params.request_id
@@ -119,6 +182,11 @@ class GiftFlow:
         data = GiftReversedData(provider=self.provider.name, reversal=reversal)
         self._emit(Event(type="gift.reversed", data=data.model_dump(mode="json")))
         return ReverseResult(provider=self.provider.name, reversal=reversal)
+
+
+def _units(gift: GiftStatus) -> int:
+    """What a redemption takes from: minor units of a monetary gift, items of an item gift."""
+    return (gift.balance if gift.type is GiftType.MONETARY else gift.item_quantity) or 0
 
 
 def _check_redeemable(gift: GiftStatus) -> None:

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class GiftType(enum.StrEnum):
@@ -58,7 +58,11 @@ class GiftStatus(BaseModel):
 
 
 class Redemption(BaseModel):
-    transaction_id: str
+    transaction_id: str = Field(
+        description="the provider's id; `unconfirmed:<request_id>` when its answer was lost and "
+        "the gift's balance showed the redemption went through (reverse that one with the "
+        "provider directly)"
+    )
     gift_id: str
     amount: int | None = None
     quantity: int | None = None

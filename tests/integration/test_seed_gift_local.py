@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from simulators.giftlocal import BAKERY_KEY, HARBOR_KEY, HARBOR_MARKET, HARBOR_PIER
@@ -144,21 +145,67 @@ async def test_unknown_code_and_provider_down_reach_the_pos_as_gift_invalid(
     assert silent["data"]["error"]["code"] == "provider_unavailable"
 
 
-async def test_a_redeem_whose_answer_is_lost_is_an_unknown_outcome_applied_once(
+async def test_a_redeem_whose_answer_is_lost_is_settled_by_the_balance_applied_once(
     bakery: AgentProcess, probe_factory: ProbeFactory, gift_api: Running
 ) -> None:
-    """Gift Local has no idempotency key: the agent must not retry; it says it cannot tell."""
+    """Gift Local has no idempotency key: the agent never resends; it re-reads the balance."""
     probe = await started(bakery, probe_factory)
     token, validated = await gift_event(probe, "100000000001")
+    gift_id = validated["data"]["gift"]["gift_id"]
     seeded = len((await sim_get(gift_api))["redemptions"])
     await sim_faults(gift_api, {"path": ".*/redeem-gift", "kind": "drop_after_apply"})
     params = {"request_id": "redeem-lost", "token_id": token, "amount": 500}
-    lost = await probe.request("gift.redeem", params)
-    assert lost["error"]["code"] == "unknown_outcome"
-    repeat = await probe.request("gift.redeem", params)
-    assert repeat["error"] == lost["error"]
+    settled = await probe.request("gift.redeem", params)
+    assert settled["status"] == "ok", settled
+    redemption = settled["data"]["redemption"]
+    assert redemption["transaction_id"] == "unconfirmed:redeem-lost"
+    assert redemption["gift"]["balance"] == 4500
+    assert await probe.request("gift.redeem", params) == settled
     assert len((await sim_get(gift_api))["redemptions"]) == seeded + 1
-    assert (await balances(gift_api))[validated["data"]["gift"]["gift_id"]] == 4500
+    assert (await balances(gift_api))[gift_id] == 4500
+
+
+async def test_a_redeem_that_never_got_there_is_safe_to_send_again(
+    bakery: AgentProcess, probe_factory: ProbeFactory, gift_api: Running
+) -> None:
+    probe = await started(bakery, probe_factory)
+    token, validated = await gift_event(probe, "100000000001")
+    await sim_faults(gift_api, {"path": ".*/redeem-gift", "kind": "timeout", "delay": 30})
+    lost = await probe.request("gift.redeem", {"token_id": token, "amount": 700})
+    assert lost["error"]["code"] == "provider_unavailable"
+    assert "nothing was redeemed" in lost["error"]["message"]
+    again = await probe.request("gift.redeem", {"token_id": token, "amount": 700})
+    assert again["data"]["redemption"]["gift"]["balance"] == 4300
+    assert (await balances(gift_api))[validated["data"]["gift"]["gift_id"]] == 4300
+
+
+async def test_a_gift_the_balance_cannot_explain_stays_blocked_never_doubled(
+    bakery: AgentProcess, probe_factory: ProbeFactory, gift_api: Running
+) -> None:
+    """The answer is lost, the balance cannot be read, then the gift is used elsewhere: the
+    lane cannot tell whether its own redemption happened, so it refuses to redeem again."""
+    probe = await started(bakery, probe_factory)
+    token, validated = await gift_event(probe, "100000000001")
+    gift_id = validated["data"]["gift"]["gift_id"]
+    await sim_faults(
+        gift_api,
+        {"path": ".*/redeem-gift", "kind": "drop_after_apply"},
+        # The validate before the redeem goes through; the one after the lost answer fails.
+        {"path": ".*/validate-gift", "kind": "error", "status": 503, "after": 1},
+    )
+    lost = await probe.request("gift.redeem", {"token_id": token, "amount": 500})
+    assert lost["error"]["code"] == "unknown_outcome"
+    async with httpx.AsyncClient(base_url=gift_api.url) as other_lane:
+        spent = await other_lane.post(
+            "/api/integration/redemption/redeem-gift",
+            json={"voucherID": gift_id, "amount": 10.0},
+            headers={"Authorization": BAKERY_KEY},
+        )
+        assert spent.status_code == 200, spent.text
+    blocked = await probe.request("gift.redeem", {"token_id": token, "amount": 500})
+    assert blocked["error"]["code"] == "unknown_outcome"
+    assert "may have gone through" in blocked["error"]["message"]
+    assert (await balances(gift_api))[gift_id] == 5000 - 500 - 1000
 
 
 async def test_multi_location_account_redeems_at_the_configured_location(
