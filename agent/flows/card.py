@@ -51,6 +51,9 @@ class CardPayments(BaseModel):
 
     redemptions: list[CardRedemption] = []
     reversed: list[str] = []  # transaction ids
+    # References of debits sent but not yet recorded here: written before the debit, so a
+    # crash (or a full disk) can never leave a debit this lane does not know to look for.
+    pending: list[str] = []
 
     def kept(self) -> list[CardRedemption]:
         return [r for r in self.redemptions if r.transaction_id not in self.reversed]
@@ -133,10 +136,18 @@ class CardFlow:
                 details={"left": left, "currency": order.snapshot.currency},
             )
         reference = f"{self._prefix}:{params.request_id}"
-        redemption = await self._debit(token, amount, order.snapshot.currency, reference)
-        if all(r.transaction_id != redemption.transaction_id for r in state.redemptions):
-            state.redemptions.append(redemption)
-            self._book.save_flow_state(order.order_id, FLOW, state)
+        if reference not in state.pending:
+            state.pending.append(reference)
+        self._save(order, state)  # fails (e.g. disk full) before any money moves
+        try:
+            redemption = await self._debit(token, amount, order.snapshot.currency, reference)
+        except LaneError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_OUTCOME:  # refused: nothing was taken
+                state.pending.remove(reference)
+                self._save(order, state)
+            raise
+        self._record(state, reference, redemption)
+        self._save(order, state)
         remaining = order.snapshot.total - state.paid()
         payment = PaymentInstruction(
             amount_cents=redemption.amount,
@@ -208,7 +219,7 @@ class CardFlow:
             params.transaction_id, reference=f"{self._prefix}:{params.request_id}"
         )
         state.reversed.append(params.transaction_id)
-        self._book.save_flow_state(order.order_id, FLOW, state)
+        self._save(order, state)
         return ReverseResult(provider=self.provider.name, card=reversal)
 
     async def on_update(self, order: Order) -> None:
@@ -220,7 +231,7 @@ class CardFlow:
     async def on_void(self, order: Order) -> list[StepOutcome]:
         """Give the order's card payments back: the sale did not happen."""
         state = self._state(order)
-        steps = []
+        steps = await self._recover(order, state)
         for redemption in state.kept():
             what = f"{redemption.amount} back onto card {redemption.masked_number}"
             try:
@@ -232,14 +243,16 @@ class CardFlow:
                 steps.append(outcome(FLOW, self.provider.name, "reverse", what, exc))
                 continue
             state.reversed.append(redemption.transaction_id)
-            self._book.save_flow_state(order.order_id, FLOW, state)
+            self._save(order, state)
             steps.append(outcome(FLOW, self.provider.name, "reverse", what))
         return steps
 
     async def on_abandoned(self, order: Order) -> list[StepOutcome]:
         """Money taken stays taken: an order replaced without order.paid may still have been
         paid at the POS. The outcome tells the cashier what to reverse if it was not."""
-        return [
+        state = self._state(order)
+        steps = await self._recover(order, state)
+        return steps + [
             outcome(
                 FLOW,
                 self.provider.name,
@@ -247,8 +260,34 @@ class CardFlow:
                 f"card {r.masked_number} payment of {r.amount} (transaction {r.transaction_id}) "
                 "was kept; void the order to give it back",
             )
-            for r in self._state(order).kept()
+            for r in state.kept()
         ]
+
+    async def _recover(self, order: Order, state: CardPayments) -> list[StepOutcome]:
+        """Debits whose answer this lane never recorded: ask the provider by reference."""
+        steps = []
+        for reference in list(state.pending):
+            try:
+                found = await self.provider.find_redemption(reference)
+            except LaneError as exc:
+                steps.append(outcome(FLOW, self.provider.name, "lookup", reference, exc))
+                continue
+            if found is not None:
+                self._record(state, reference, found)
+            else:
+                state.pending.remove(reference)
+            self._save(order, state)
+        return steps
+
+    @staticmethod
+    def _record(state: CardPayments, reference: str, redemption: CardRedemption) -> None:
+        if all(r.transaction_id != redemption.transaction_id for r in state.redemptions):
+            state.redemptions.append(redemption)
+        if reference in state.pending:
+            state.pending.remove(reference)
+
+    def _save(self, order: Order, state: CardPayments) -> None:
+        self._book.save_flow_state(order.order_id, FLOW, state)
 
     def _state(self, order: Order) -> CardPayments:
         return self._book.flow_state(order.order_id, FLOW, CardPayments) or CardPayments()

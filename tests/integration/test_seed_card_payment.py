@@ -179,3 +179,28 @@ async def test_a_card_service_that_never_answers_still_gets_the_pos_an_answer(
     answer = await probe.request("gift.redeem", {"token_id": token})
     assert answer["error"]["code"] == "unknown_outcome"
     assert (await sim_get(card_api))["cards"][CARD_5000]["balance"] == 5000
+    # Nothing reached the card: voiding finds no debit under the reference, reverses nothing.
+    voided = ok(await probe.request("order.void", {"order_id": "K5"}))
+    assert voided["steps"] == [] and (await sim_get(card_api))["reversals"] == {}
+
+
+async def test_a_debit_the_lane_never_heard_back_about_is_found_and_given_back_on_void(
+    agent_process: AgentProcess, probe_factory: ProbeFactory, card_api: Running
+) -> None:
+    """The debit went through, its answer and the look-up by reference were both lost: the
+    lane kept the reference, so voiding the order finds the debit and reverses it."""
+    probe = await started(agent_process, probe_factory)
+    token, _ = await scan_card(probe, CARD_5000)
+    ok(await probe.request("order.update", order("K7", 1200)))
+    await sim_faults(
+        card_api,
+        {"path": "/v1/redemptions", "method": "POST", "kind": "drop_after_apply"},
+        {"path": "/v1/redemptions", "method": "GET", "kind": "timeout", "delay": 10},
+    )
+    lost = await probe.request("gift.redeem", {"token_id": token})
+    assert lost["error"]["code"] == "unknown_outcome"
+    assert (await sim_get(card_api))["cards"][CARD_5000]["balance"] == 3800
+    voided = ok(await probe.request("order.void", {"order_id": "K7"}))
+    assert [(s["step"], s["ok"]) for s in voided["steps"]] == [("reverse", True)]
+    ledger = await sim_get(card_api)
+    assert ledger["cards"][CARD_5000]["balance"] == 5000 and len(ledger["reversals"]) == 1
