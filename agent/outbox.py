@@ -173,7 +173,12 @@ class Outbox:
         return [_entry(row) for row in rows]
 
     def next_wakeup(self) -> datetime | None:
-        row = self._db.execute("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'").fetchone()
+        """When the earliest order's next entry is due. Only each order's first pending entry
+        counts: a later one waits for it, whatever its own time says."""
+        row = self._db.execute(
+            "SELECT MIN(next_at) FROM outbox WHERE id IN ("
+            "  SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY order_id)"
+        ).fetchone()
         return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
 
     def entries(self, state: EntryState | None = None, order_id: str | None = None) -> list[Entry]:

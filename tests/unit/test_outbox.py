@@ -103,6 +103,8 @@ async def test_a_failing_entry_holds_back_the_rest_of_its_order_and_is_retried_l
     assert entry.last_error == "provider_unavailable: step: Punchh cannot be reached"
     assert 5 <= (entry.next_at - clock.now).total_seconds() <= 10  # base 10, jittered
     assert await run.run_once() == 0  # not due yet; and coupons waits behind it
+    # The worker sleeps until the entry holding the order back is due, not until coupons' time.
+    assert outbox.next_wakeup() == entry.next_at
     clock.advance(10)
     await run.run_once()
     await run.run_once()
