@@ -210,8 +210,11 @@ class LaneAgent:
         return await self._gift_flow().validate(params)
 
     async def _redeem(self, params: GiftRedeemParams) -> RedeemResult:
-        """A gift card payment when the token was routed to the card flow, else a voucher."""
-        if self.card is not None and self.card.handles(params.token_id):
+        """A gift card payment when the token was routed to the card flow (or the request
+        already debited a card), else a voucher."""
+        if self.card is not None and (
+            self.card.handles(params.token_id) or self.card.resumes(params.request_id)
+        ):
             return await self.card.redeem(params)
         return await self._gift_flow().redeem(params)
 

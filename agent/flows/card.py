@@ -117,7 +117,24 @@ class CardFlow:
         card = await self.provider.balance(token.value)
         return ValidateResult(provider=self.provider.name, card=card)
 
+    def resumes(self, request_id: str) -> bool:
+        """Whether the open order has a debit sent under this request: its retry after a
+        restart (which forgot the token) is answered from that debit, never debited again."""
+        order = self._book.current()
+        if order is None:
+            return False
+        state, reference = self._state(order), self._reference(request_id)
+        return reference in state.pending or any(
+            r.reference == reference for r in state.redemptions
+        )
+
     async def redeem(self, params: GiftRedeemParams) -> RedeemResult:
+        if self.resumes(params.request_id):
+            order = self._book.require_open()
+            state = self._state(order)
+            earlier = await self._earlier(order, state, self._reference(params.request_id))
+            if earlier is not None:
+                return self._paid(params, order, state, earlier, earlier.masked_number)
         token = self._vault.require(params.token_id, self._kinds, "a gift card")
         if params.quantity is not None:
             raise LaneError(ErrorCode.INVALID_REQUEST, "a gift card pays an amount, not items")
@@ -135,7 +152,7 @@ class CardFlow:
                 f"amount {amount} is more than the {left} left to pay on order {order.order_id}",
                 details={"left": left, "currency": order.snapshot.currency},
             )
-        reference = f"{self._prefix}:{params.request_id}"
+        reference = self._reference(params.request_id)
         if reference not in state.pending:
             state.pending.append(reference)
         self._save(order, state)  # fails (e.g. disk full) before any money moves
@@ -148,13 +165,45 @@ class CardFlow:
             raise
         self._record(state, reference, redemption)
         self._save(order, state)
+        return self._paid(params, order, state, redemption, display(token))
+
+    async def _earlier(
+        self, order: Order, state: CardPayments, reference: str
+    ) -> CardRedemption | None:
+        """The debit already made under `reference`, recorded or found at the provider; None
+        when it was never made (then it is a new payment, which needs the scanned card)."""
+        done = next((r for r in state.redemptions if r.reference == reference), None)
+        if done is not None:
+            return done
+        try:
+            found = await self.provider.find_redemption(reference)
+        except LaneError as exc:
+            raise LaneError(
+                ErrorCode.UNKNOWN_OUTCOME,
+                "an earlier attempt of this payment may have debited the card and the card "
+                f"service cannot tell now ({exc.message}); voiding the order gives it back",
+            ) from exc
+        if found is None:
+            state.pending.remove(reference)
+        else:
+            self._record(state, reference, found)
+        self._save(order, state)
+        return found
+
+    def _paid(
+        self,
+        params: GiftRedeemParams,
+        order: Order,
+        state: CardPayments,
+        redemption: CardRedemption,
+        shown: str,
+    ) -> RedeemResult:
         remaining = order.snapshot.total - state.paid()
         payment = PaymentInstruction(
             amount_cents=redemption.amount,
             payment_method_code=self.provider.payment_method_code,
             currency=redemption.currency,
         )
-        shown = display(token)
         log.info(
             "card %s paid %d on order %s (transaction %s)",
             shown,
@@ -285,6 +334,9 @@ class CardFlow:
             state.redemptions.append(redemption)
         if reference in state.pending:
             state.pending.remove(reference)
+
+    def _reference(self, request_id: str) -> str:
+        return f"{self._prefix}:{request_id}"
 
     def _save(self, order: Order, state: CardPayments) -> None:
         self._book.save_flow_state(order.order_id, FLOW, state)

@@ -96,6 +96,7 @@ class GiftFlow:
                 ErrorCode.INVALID_REQUEST,
                 "give amount (minor units) for a monetary gift or quantity for an item gift",
             )
+        self._check_attempted(params.request_id)
         token = self._token(params.token_id)
         ref = gift_ref(token)
         gift = await self.provider.validate(ref, location=self._location)
@@ -129,6 +130,22 @@ class GiftFlow:
         )
         self._emit(Event(type="gift.redeemed", data=data.model_dump(mode="json")))
         return RedeemResult(provider=self.provider.name, redemption=redemption)
+
+    def _check_attempted(self, request_id: str) -> None:
+        """This request reached the provider before and was never answered (the agent stopped
+        meanwhile, which also forgot its token): answering `unknown_token` would have the POS
+        scan again and redeem under a new request, spending the gift twice."""
+        intent = self._journal.get(request_id)
+        if intent is None or intent.state is IntentState.FAILED:
+            return
+        happened = (
+            "went through" if intent.state is IntentState.APPLIED else "may have gone through"
+        )
+        raise ProviderError(
+            ErrorCode.UNKNOWN_OUTCOME,
+            f"this redemption {happened} before the agent restarted; check the gift's balance "
+            "before redeeming it again",
+        )
 
     def _settle_open(self, gift: GiftStatus) -> None:
         """Before redeeming a gift again, settle earlier redemptions of it whose outcome this

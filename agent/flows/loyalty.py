@@ -82,6 +82,9 @@ class LoyaltyState(BaseModel):
     punchh_key: str
     guest: Guest | None = None
     locked: bool = False  # a selection was sent: the basket may be locked to external_uid
+    # The request whose selections Punchh put in the basket: sent again (its answer lost in a
+    # restart), it only checks again; Punchh refuses a discount already in the basket.
+    selected_by: str | None = None
     check: Check | None = None
     paid_at: datetime | None = None  # the receipt time of check-in and receipt details
     committed: RedemptionOutcome | None = None
@@ -228,7 +231,7 @@ class LoyaltyFlow:
         if state.guest is not None and state.guest.user_id != guest.user_id:
             if state.locked:  # the previous guest's basket must not stay locked to this order
                 await self.provider.unlock(state.guest, external_uid=state.external_uid)
-            state = state.model_copy(update={"locked": False, "check": None})
+            state = state.model_copy(update={"locked": False, "check": None, "selected_by": None})
             self._identifiers.pop(order.order_id, None)
         held = self._identifiers.get(order.order_id)
         if held is None or (held.kind in SPENT_BY_COMMIT and token.kind not in SPENT_BY_COMMIT):
@@ -248,7 +251,8 @@ class LoyaltyFlow:
                     ErrorCode.INVALID_REQUEST,
                     f"order {order.order_id} has no loyalty guest: scan their identifier first",
                 )
-            picks = [self._selection(s) for s in params.selections]
+            retried = state.selected_by == params.request_id
+            picks = [] if retried else [self._selection(s) for s in params.selections]
             if picks:
                 held = state.locked
                 state.locked = True  # before the call: a lost answer may have locked it
@@ -260,6 +264,8 @@ class LoyaltyFlow:
                         state.locked = held
                         self._save(order.order_id, state)
                     raise
+                state.selected_by = params.request_id
+                self._save(order.order_id, state)
             base, _ = split(order.snapshot)
             return await self._check(order.order_id, state, base)
 
@@ -366,7 +372,8 @@ class LoyaltyFlow:
             if earns:
                 steps.append(await self._checkin(order.order_id, state, base, discounts))
             steps.append(await self._receipt(order.order_id, state, base, discounts))
-            self._identifiers.pop(order.order_id, None)
+            if all(step.ok for step in steps):  # else the outbox retries: the check-in needs it
+                self._identifiers.pop(order.order_id, None)
         receipt = LoyaltyReceiptData(
             order_id=order.order_id,
             provider=self.provider.name,
