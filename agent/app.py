@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 
 from agent import __version__
-from agent.bus import Bus, ReplyTo
+from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
 from agent.config import EXIT_CONFIG, Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
     OPS,
@@ -316,6 +316,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 async def run_daemon(config: Config) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
+    ignore_closed_socket_race(asyncio.get_running_loop())
     try:
         agent = LaneAgent(config)
     except LaneError as exc:  # a provider without its key, a ledger that cannot be opened

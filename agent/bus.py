@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import ssl
@@ -102,6 +103,27 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     if tls.insecure:
         context.check_hostname = False
     return context
+
+
+def ignore_closed_socket_race(loop: asyncio.AbstractEventLoop) -> None:
+    """aiomqtt asks the loop to watch paho's socket from paho's thread; when the broker closes
+    the connection first (it refused the TLS handshake), the loop finds the descriptor gone and
+    would print a traceback for a harmless race the reconnect loop already handles. Any other
+    error still reaches the default handler."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        exc, handle = context.get("exception"), context.get("handle")
+        watch = getattr(handle, "_callback", None)
+        if (
+            isinstance(exc, OSError)
+            and exc.errno == errno.EBADF
+            and watch in (loop.add_reader, loop.add_writer)
+        ):
+            log.debug("MQTT socket closed before the loop could watch it; reconnecting")
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 class Bus:
