@@ -117,6 +117,8 @@ _ERROR_MEANING = {
     ErrorCode.NOT_CONFIGURED: "no provider is configured for this flow on this lane",
     ErrorCode.RATE_LIMITED: "`scan.inject` faster than `scans.rate` allows for the keyed "
     "device: the scan was dropped (and counted); send it again",
+    ErrorCode.STORAGE_FULL: "the lane device's disk is full: the agent could not record the "
+    "step before doing it, so it refused it; free space and send the same request again",
     ErrorCode.INTERNAL: "a bug in the agent; its log has the details",
 }
 

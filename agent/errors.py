@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import errno
+import sqlite3
 from typing import Any
 
 
@@ -22,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_OUTCOME = "unknown_outcome"
     NOT_CONFIGURED = "not_configured"
     RATE_LIMITED = "rate_limited"
+    STORAGE_FULL = "storage_full"
     INTERNAL = "internal"
 
 
@@ -44,3 +47,11 @@ class LaneError(Exception):
 
 class ProviderError(LaneError):
     """Raised by provider adapters; `message` keeps the provider's own wording for the cashier."""
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """A write the disk had no room for (SQLite's SQLITE_FULL, the kernel's ENOSPC or EDQUOT):
+    unlike a bug, it passes once space is freed, so the POS is told to send the request again."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

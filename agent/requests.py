@@ -19,15 +19,20 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agent.contract import OPS, ErrorBody, Request, Response
-from agent.errors import ErrorCode, LaneError
+from agent.errors import ErrorCode, LaneError, out_of_space
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[BaseModel]]
 
 # Answers that say "this request could not be understood" (or "not now": a keyed scan over the
-# rate limit) are not kept: the POS may fix and resend.
-_NOT_KEPT = {ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.RATE_LIMITED}
+# rate limit, a full disk) are not kept: the POS may fix and resend.
+_NOT_KEPT = {
+    ErrorCode.INVALID_REQUEST,
+    ErrorCode.UNKNOWN_OP,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.STORAGE_FULL,
+}
 # Requests are a few levels deep (an order's items); deeper JSON is refused before it is walked.
 MAX_DEPTH = 32
 
@@ -36,6 +41,7 @@ class ResponseStore:
     """Durable request_id -> first answer, pruned after `keep` seconds."""
 
     def __init__(self, path: Path, keep: float = 7 * 86400) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -133,6 +139,7 @@ class RequestRouter:
                 f"handlers do not match the contract: missing {missing}, extra {extra}"
             )
         self._store = store
+        self._state_dir = store.path.parent
         self._max_payload = max_payload
         self._handlers = dict(handlers)
         self._inflight: dict[str, asyncio.Future[Response]] = {}
@@ -185,7 +192,7 @@ class RequestRouter:
         try:
             answer = await self._run(op, params)
             if answer.error is None or answer.error.code not in _NOT_KEPT:
-                self._store.put(request_id, op, answer)
+                self._keep(request_id, op, answer)
             future.set_result(answer)
             return answer
         except BaseException as exc:
@@ -195,12 +202,38 @@ class RequestRouter:
         finally:
             del self._inflight[request_id]
 
+    def _keep(self, request_id: str, op: str, answer: Response) -> None:
+        """Keep the answer for repeats; with the disk full it is given once, unkept: a repeat
+        then runs the op again, which each flow answers from its own records."""
+        try:
+            self._store.put(request_id, op, answer)
+        except sqlite3.Error as exc:
+            if not out_of_space(exc):
+                raise
+            log.error(
+                "answer to request %s not kept: no space left in %s", request_id, self._state_dir
+            )
+
     async def _run(self, op: str, params: Request) -> Response:
         try:
             result = await self._handlers[op](params)
         except LaneError as exc:
             return Response(request_id=params.request_id, status="error", error=ErrorBody.of(exc))
-        except Exception:
+        except Exception as exc:
+            if out_of_space(exc):
+                log.error(
+                    "op %s (request %s) refused: no space left for the agent's records in %s",
+                    op,
+                    params.request_id,
+                    self._state_dir,
+                )
+                return error_response(
+                    params.request_id,
+                    ErrorCode.STORAGE_FULL,
+                    "the lane device's disk is full: the agent could not record this step before "
+                    "doing it, so it stopped. Free space, then send the same request again: what "
+                    "was already done is answered, never done twice",
+                )
             log.exception("op %s (request %s) failed", op, params.request_id)
             return error_response(
                 params.request_id,

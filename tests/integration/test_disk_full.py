@@ -1,0 +1,114 @@
+"""Disk full (issue 5): the agent's state directory on a small real tmpfs, filled up while the
+agent runs. Card payments go on until one is refused; every debit the card service made is one
+the POS was told about (at once, or when it sent the refused request again after space was
+freed), exactly once. Needs root to mount the tmpfs, as the hardware tier does."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulators.kseries import API_KEY
+from simulators.server import Running
+from tests.conftest import AgentFactory, AgentProcess, Simulators, sim_get
+from tests.integration.test_lane_agent import ProbeFactory, started
+from tests.integration.test_orders import order
+from tests.integration.test_seed_card_payment import CARD_5000, ok
+
+PAYMENTS = 150  # at 10 cents each: far more writes than the WAL has room for once it is full
+
+
+class SmallDisk:
+    """A tmpfs mounted where the agent keeps its state, and a file that fills it up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            for block in (65536, 4096, 1):  # down to the last byte
+                try:
+                    while True:
+                        os.write(fd, bytes(block))
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs: run it as root (make test does, as CI)")
+    state = tmp_path / "state"  # conftest.write_config's state directory
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)], check=True)
+    yield SmallDisk(state)
+    subprocess.run(["umount", "--lazy", str(state)], check=True)
+
+
+@pytest.fixture
+def card_api(simulators: Simulators) -> Running:
+    return simulators.start("kseries")
+
+
+@pytest.fixture
+def lane(
+    tmp_path: Path, small_disk: SmallDisk, lane_agents: AgentFactory, card_api: Running
+) -> AgentProcess:
+    key = tmp_path / "kseries.key"
+    key.write_text(API_KEY)
+    return lane_agents(
+        f'[providers.kseries]\nbase_url = "{card_api.url}"\napi_key_file = "{key}"\n'
+        'payment_method_code = "GIFTCARD"\ntimeout = 3\n'
+    )
+
+
+async def test_a_full_disk_refuses_payments_clearly_and_loses_or_doubles_none(
+    lane: AgentProcess, small_disk: SmallDisk, probe_factory: ProbeFactory, card_api: Running
+) -> None:
+    probe = await started(lane, probe_factory)
+    ok(await probe.request("order.update", order("D1", 2000)))
+    token = ok(await probe.request("scan.inject", {"data": CARD_5000}))["token_id"]
+    small_disk.fill()
+
+    told: dict[str, str] = {}  # request_id → transaction id the POS was given
+    refused = None
+    for k in range(PAYMENTS):
+        pay = {"request_id": f"D1-pay{k}", "token_id": token, "amount": 10}
+        answer = await probe.request("gift.redeem", pay)
+        if answer["status"] == "error":
+            refused = (pay, answer["error"])
+            break
+        told[pay["request_id"]] = answer["data"]["card"]["transaction_id"]
+    assert refused is not None, f"{PAYMENTS} payments went through on a full disk"
+    pay, error = refused
+    assert error["code"] == "storage_full", error
+    assert "disk is full" in error["message"] and "send the same request again" in error["message"]
+    log = lane.log()
+    assert f"no space left for the agent's records in {small_disk.path}" in log
+    assert "Traceback" not in log
+    assert lane.process is not None and lane.process.poll() is None  # still serving
+
+    small_disk.free()
+    again = ok(await probe.request("gift.redeem", pay))  # the refusal was not kept as the answer
+    told[str(pay["request_id"])] = again["card"]["transaction_id"]
+    assert ok(await probe.request("gift.redeem", pay)) == again  # and now it is
+
+    debits = list((await sim_get(card_api))["redemptions"].values())
+    by_request = {d["reference"].rsplit(":", 1)[-1]: d["id"] for d in debits}
+    assert len(by_request) == len(debits), "two debits under one request"
+    assert by_request == told  # each debit is one the POS was told about, none more, none less
+    paid = ok(await probe.request("order.paid", {"order_id": "D1"}))
+    assert paid["order"]["status"] == "paid"
