@@ -129,7 +129,7 @@ class LaneAgent:
             password=read_secret(config.mqtt.password_file, "mqtt_password"),
             on_status=self.notifier.status,
         )
-        self.vault = TokenVault(ttl=config.state.token_ttl)
+        self.vault = TokenVault(ttl=config.state.token_ttl, max_entries=config.state.token_max)
         self.devices = DeviceRegistry(
             lambda record: self.bus.set_retained(f"devices/{record.device_id}", record)
         )

@@ -152,6 +152,12 @@ class StateSettings(_Section):
     token_ttl: float = Field(
         1800.0, gt=0, description="seconds a scanned code stays redeemable by token_id"
     )
+    token_max: int = Field(
+        2000,
+        ge=1,
+        description="scanned codes kept redeemable at once; beyond it the oldest is forgotten, "
+        "so a stuck scanner cannot grow the agent's memory",
+    )
 
 
 class ScanSettings(_Section):

@@ -45,7 +45,7 @@ class TokenVault:
     def __init__(
         self,
         ttl: float = 1800.0,
-        max_entries: int = 10_000,
+        max_entries: int = 2000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl
