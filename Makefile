@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps
+.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps bench
 
 all: test
 
@@ -44,6 +44,16 @@ test: system-deps $(STAMP)
 test-hardware: system-deps $(STAMP)
 	scripts/vm-test $(ARGS)
 
+# lane-agent against barcode-server and nfc2mqtt, host then one VM boot; writes BENCHMARKS.md.
+# The issue's counts by default (one to two hours); BENCH_ARGS=--quick for a ten-times shorter run.
+BENCH_STAMP := .venv-bench/.installed
+$(BENCH_STAMP): scripts/bench-venvs
+	scripts/bench-venvs
+	@touch $@
+
+bench: system-deps $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench all $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -66,4 +76,4 @@ docs: $(STAMP)
 	$(BIN)/python -m agent.docgen
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .demo .pytest_cache .mypy_cache .ruff_cache build/bench
