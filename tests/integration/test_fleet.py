@@ -174,12 +174,12 @@ class Uplink:
         self._relays.add(task)
         try:
             far_reader, far_writer = await asyncio.open_connection("127.0.0.1", self._target)
+            self._open |= {writer, far_writer}
+            await asyncio.gather(self._pipe(reader, far_writer), self._pipe(far_reader, writer))
         except OSError:
             writer.transport.abort()
-            return
-        self._open |= {writer, far_writer}
-        await asyncio.gather(self._pipe(reader, far_writer), self._pipe(far_reader, writer))
-        self._relays.discard(task)
+        finally:
+            self._relays.discard(task)
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
