@@ -35,6 +35,7 @@ from agent.flows.coupons import build as build_coupon_flow
 from agent.flows.gift import GiftFlow
 from agent.flows.loyalty import build as build_loyalty_flow
 from agent.flows.orders import OrderDesk
+from agent.homeassistant import Discovery
 from agent.journal import RedemptionJournal
 from agent.limits import ScanLimiter
 from agent.normalise import Normaliser, unescape
@@ -135,6 +136,9 @@ class LaneAgent:
         )
         self.keyed = KeyedEntry()
         self.drivers = build_drivers(config, self.keyed)
+        if config.homeassistant.discovery:
+            devices = [(driver.device_id, driver.kind) for driver in self.drivers]
+            Discovery(config, devices, __version__).attach(self.bus)
         book = OrderBook(state_dir / "orders.sqlite")
         self.gift_provider = build_gift_provider(config)
         self.gift = (

@@ -32,6 +32,7 @@ from agent.secrets import Secret, credential_path
 log = logging.getLogger(__name__)
 
 RequestHandler = Callable[[str, bytes, "ReplyTo | None"], Awaitable[None]]
+WatchHandler = Callable[[str, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class Bus:
         self._stop_reason = "stopped"
         self._since = utc_now()
         self._handler: RequestHandler | None = None
+        self._watches: list[tuple[str, WatchHandler]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
         self.last_progress = time.monotonic()
@@ -171,12 +173,20 @@ class Bus:
 
     def set_retained(self, suffix: str, message: BaseModel) -> None:
         """Publish retained state now and again after every reconnect."""
-        topic = self.topic(suffix)
-        payload = message.model_dump_json().encode()
+        self.retain(self.topic(suffix), message.model_dump_json().encode())
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """Publish a retained message on any topic now and again after every reconnect; an empty
+        payload clears the topic."""
         if self._retained.get(topic) == payload:
             return
         self._retained[topic] = payload
         self._enqueue(Outgoing(topic, payload, 1, True))
+
+    def watch(self, topic_filter: str, handler: WatchHandler) -> None:
+        """Subscribe to `topic_filter` on every connect and pass its messages to `handler`
+        (topic, payload); request topics are not watched."""
+        self._watches.append((topic_filter, handler))
 
     def healthy(self, stall: float = 120.0) -> bool:
         """The loop is making progress: connected, or still trying to connect."""
@@ -226,6 +236,8 @@ class Bus:
     async def _session(self, client: aiomqtt.Client) -> None:
         # Subscribe first: a screen that sees "online" may send a request at once.
         await client.subscribe(self.topic("request/+"), qos=1)
+        for topic_filter, _ in self._watches:
+            await client.subscribe(topic_filter, qos=1)
         online = AgentState(state="online", version=self._version, since=self._since)
         await client.publish(self.topic("state"), online.model_dump_json(), qos=1, retain=True)
         # The snapshot below supersedes queued retained copies; updates made while it goes out
@@ -306,8 +318,11 @@ class Bus:
         prefix = self.topic("request/")
         async for message in client.messages:
             self.last_progress = time.monotonic()
-            op = str(message.topic).removeprefix(prefix)
             payload = message.payload if isinstance(message.payload, bytes) else b""
+            if not str(message.topic).startswith(prefix):
+                self._watched(str(message.topic), payload)
+                continue
+            op = str(message.topic).removeprefix(prefix)
             reply_to = None
             props = message.properties
             response_topic = getattr(props, "ResponseTopic", None) if props else None
@@ -322,6 +337,14 @@ class Bus:
             task = asyncio.create_task(self._dispatch(op, payload, reply_to))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _watched(self, topic: str, payload: bytes) -> None:
+        for topic_filter, handler in self._watches:
+            if aiomqtt.Topic(topic).matches(topic_filter):
+                try:
+                    handler(topic, payload)
+                except Exception:  # a bug there must not cost the connection
+                    log.exception("handler for %s failed on %s", topic_filter, topic)
 
     async def _dispatch(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
         assert self._handler is not None

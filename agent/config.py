@@ -179,6 +179,19 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class HomeAssistantSettings(_Section):
+    """Home Assistant MQTT discovery of the lane and its devices (docs/homeassistant.md)."""
+
+    discovery: bool = Field(
+        False,
+        description="publish retained discovery configs for the lane and its devices on every "
+        "connect",
+    )
+    prefix: Annotated[str, AfterValidator(_topic_prefix)] = Field(
+        "homeassistant", description="Home Assistant's discovery prefix"
+    )
+
+
 class Config(_Section):
     lane: LaneSettings
     mqtt: MqttSettings = MqttSettings()
@@ -189,6 +202,7 @@ class Config(_Section):
     scans: ScanSettings = ScanSettings()
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @property
     def base_topic(self) -> str:

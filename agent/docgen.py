@@ -128,6 +128,7 @@ def config_sections() -> dict[str, str]:
     from agent.config import (
         FifoDeviceSettings,
         FlowSettings,
+        HomeAssistantSettings,
         LaneSettings,
         LogSettings,
         MqttSettings,
@@ -166,6 +167,7 @@ def config_sections() -> dict[str, str]:
         ("[scans]", ScanSettings),
         ("[state]", StateSettings),
         ("[log]", LogSettings),
+        ("[homeassistant] (docs/homeassistant.md)", HomeAssistantSettings),
     ]
     body = "\n".join(f"### `{title}`\n\n{fields_table(model)}\n" for title, model in tables)
     return {"config": body.rstrip()}

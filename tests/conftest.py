@@ -117,29 +117,44 @@ class Probe:
                 self.messages.append((str(message.topic), payload, message.retain))
                 self._arrived.notify_all()
 
-    async def wait_for(
-        self, predicate: Callable[[str, Json], bool], within: float = WAIT, start: int = 0
-    ) -> tuple[str, Json]:
-        """First message (from index `start`) whose topic and JSON payload satisfy `predicate`."""
+    async def wait_raw(
+        self, predicate: Callable[[str, bytes], bool], within: float = WAIT, start: int = 0
+    ) -> tuple[str, bytes]:
+        """First message (from index `start`) whose topic and raw payload satisfy `predicate`."""
         seen = start
 
-        def match() -> tuple[str, Json] | None:
+        def match() -> tuple[str, bytes] | None:
             nonlocal seen
             while seen < len(self.messages):
                 topic, payload, _ = self.messages[seen]
                 seen += 1
-                try:
-                    data = json.loads(payload) if payload else {}
-                except ValueError:
-                    continue
-                if isinstance(data, dict) and predicate(topic, data):
-                    return topic, data
+                if predicate(topic, payload):
+                    return topic, payload
             return None
 
         async with asyncio.timeout(within), self._arrived:
             while (found := match()) is None:
                 await self._arrived.wait()
             return found
+
+    async def wait_for(
+        self, predicate: Callable[[str, Json], bool], within: float = WAIT, start: int = 0
+    ) -> tuple[str, Json]:
+        """First message (from index `start`) whose topic and JSON payload satisfy `predicate`."""
+
+        def decoded(payload: bytes) -> Json | None:
+            try:
+                data = json.loads(payload) if payload else {}
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+
+        def json_predicate(topic: str, payload: bytes) -> bool:
+            data = decoded(payload)
+            return data is not None and predicate(topic, data)
+
+        topic, payload = await self.wait_raw(json_predicate, within, start)
+        return topic, decoded(payload) or {}
 
     async def topic(
         self, suffix: str, predicate: Callable[[Json], bool] = lambda _d: True, start: int = 0

@@ -3,7 +3,6 @@ config and ACL (docs/security/), clients that log in as lanes and POS screens, a
 
 from __future__ import annotations
 
-import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -11,14 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AgentProcess
-from tests.integration.secure_broker import Clients, Pki, SecureBroker
-
-
-def lane_passwords() -> dict[str, str]:
-    """Fresh passwords for the users of the documented ACL (store s1, lanes l1 and l2), and for
-    lane l10, whose id begins with another lane's."""
-    users = ("l1", "l2", "l10", "pos-l1", "pos-l2")
-    return {user: f"mqtt-pw-{user}-{secrets.token_hex(12)}" for user in users}
+from tests.integration.secure_broker import Clients, Pki, SecureBroker, lane_passwords
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import getpass
 import re
+import secrets
 import shutil
 import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import aiomqtt
 import pytest
@@ -45,6 +46,13 @@ CERT_SWITCHES = ("require_certificate", "use_identity_as_username")
 
 def base(lane: str) -> str:
     return f"lane-agent/{STORE}/{lane}"
+
+
+def lane_passwords() -> dict[str, str]:
+    """Fresh passwords for the users of the documented ACL (store s1, lanes l1 and l2), and for
+    lane l10, whose id begins with another lane's."""
+    users = ("l1", "l2", "l10", "pos-l1", "pos-l2")
+    return {user: f"mqtt-pw-{user}-{secrets.token_hex(12)}" for user in users}
 
 
 def need(command: str, package: str) -> str:
@@ -85,36 +93,65 @@ class Pki:
         return self.dir / f"{cn}.crt", self.dir / f"{cn}.key"
 
 
+def substitute(text: str, source: str, pattern: str, new: str, count: int | None = 1) -> str:
+    """`text` (the documented file `source`) with the multi-line regex `pattern` replaced by
+    `new`; fails unless it matched `count` times (None: at least once), so a documented file that
+    changes shape fails the test instead of quietly testing something else."""
+    text, n = re.subn(pattern, new, text, flags=re.MULTILINE)
+    assert n >= 1 if count is None else n == count, (
+        f"{source}: expected {count or 'some'} match(es) of {pattern!r}, found {n}"
+    )
+    return text
+
+
 def render_config(
     text: str, root: Path, lane_port: int, pos_port: int, *, client_certificates: bool
 ) -> str:
     """The documented mosquitto.conf with the test's paths and loopback ports."""
-
-    def replace(pattern: str, new: str, count: int | None = 1) -> None:
-        nonlocal text
-        text, n = re.subn(pattern, new, text, flags=re.MULTILINE)
-        assert n >= 1 if count is None else n == count, (
-            f"{BROKER_CONF.name}: expected {count or 'some'} match(es) of {pattern!r}, found {n}"
-        )
-
-    replace(re.escape(ETC), f"{root}/", count=None)
-    replace(rf"^{LANE_LISTENER}$", f"listener {lane_port} 127.0.0.1")
-    replace(rf"^{POS_LISTENER}$", f"listener {pos_port} 127.0.0.1")
+    name = BROKER_CONF.name
+    text = substitute(text, name, re.escape(ETC), f"{root}/", count=None)
+    text = substitute(text, name, rf"^{LANE_LISTENER}$", f"listener {lane_port} 127.0.0.1")
+    text = substitute(text, name, rf"^{POS_LISTENER}$", f"listener {pos_port} 127.0.0.1")
     for switch in CERT_SWITCHES:
-        replace(rf"^{switch} false$", f"{switch} {str(client_certificates).lower()}")
+        text = substitute(
+            text, name, rf"^{switch} false$", f"{switch} {str(client_certificates).lower()}"
+        )
+    return text
+
+
+def start_mosquitto(workdir: Path, conf: str, *ports: int) -> subprocess.Popen[bytes]:
+    """mosquitto with `conf` (saved as workdir/mosquitto.conf, its log in mosquitto.log), once it
+    listens on every one of `ports`."""
     # Test only: started as root, mosquitto switches to the user 'mosquitto', which cannot read
     # the test's private temporary directory. As any other user this line does nothing.
-    return text + f"\nuser {getpass.getuser()}\n"
+    path = workdir / "mosquitto.conf"
+    path.write_text(f"user {getpass.getuser()}\n{conf}")
+    log = (workdir / "mosquitto.log").open("ab")
+    process = subprocess.Popen(
+        [mosquitto_binary(), "-c", str(path)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        for port in ports:
+            wait_for_port(port)
+    except TimeoutError:
+        process.terminate()
+        process.wait(timeout=10)
+        log_text = (workdir / "mosquitto.log").read_text(errors="replace")
+        raise AssertionError(f"mosquitto did not start:\n{log_text}") from None
+    return process
 
 
 @dataclass
 class SecureBroker:
-    """mosquitto with docs/security/lane-agent.conf and lane-agent.acl, TLS from `pki`."""
+    """mosquitto with docs/security/lane-agent.conf and lane-agent.acl, TLS from `pki`; `conf` is
+    added to the config (a bridge, say), `acl` to the ACL."""
 
     workdir: Path
     pki: Pki
     passwords: dict[str, str]
     client_certificates: bool = False
+    conf: str = ""
+    acl: str = ""
     lane_port: int = field(default_factory=free_port)
     pos_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -126,32 +163,22 @@ class SecureBroker:
         shutil.copy(self.pki.ca, root / "ca_certificates" / "lane-ca.crt")
         for suffix in ("crt", "key"):
             shutil.copy(self.pki.dir / f"lane-broker.{suffix}", root / "certs")
-        shutil.copy(ACL, root / "lane-agent.acl")
+        (root / "lane-agent.acl").write_text(ACL.read_text() + self.acl)
         passwd = root / "lane-agent.passwd"
         passwd.unlink(missing_ok=True)
         mosquitto_passwd = need("mosquitto_passwd", "mosquitto")
         for n, (user, password) in enumerate(self.passwords.items()):
             run(mosquitto_passwd, *(["-c"] if n == 0 else []), "-b", passwd, user, password)
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            render_config(
-                BROKER_CONF.read_text(),
-                root,
-                self.lane_port,
-                self.pos_port,
-                client_certificates=self.client_certificates,
-            )
+        conf = render_config(
+            BROKER_CONF.read_text(),
+            root,
+            self.lane_port,
+            self.pos_port,
+            client_certificates=self.client_certificates,
         )
-        log = (self.workdir / "mosquitto.log").open("ab")
-        self.process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        self.process = start_mosquitto(
+            self.workdir, conf + self.conf, self.lane_port, self.pos_port
         )
-        try:
-            wait_for_port(self.lane_port)
-            wait_for_port(self.pos_port)
-        except TimeoutError:
-            self.stop()
-            raise AssertionError(f"mosquitto did not start:\n{self.log()}") from None
 
     def stop(self) -> None:
         if self.process is not None:
@@ -189,11 +216,19 @@ class SecureBroker:
         )
 
 
+class Connects(Protocol):
+    """A broker the tests log in to as `user`."""
+
+    def client(
+        self, user: str | None, *, transport: Literal["tcp", "websockets"] = "tcp"
+    ) -> aiomqtt.Client: ...
+
+
 @dataclass
 class Clients:
     """Connected clients and probes, all closed at teardown."""
 
-    broker: SecureBroker
+    broker: Connects
     _open: list[tuple[aiomqtt.Client, asyncio.Task[None]]] = field(default_factory=list)
 
     async def connect(
