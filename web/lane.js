@@ -37,7 +37,7 @@ const lane = {
 
 const currency = () => lane.order?.currency ?? "USD";
 
-// ---- messages ---------------------------------------------------------------------------
+// ---- messages -----------------------------------------------------------------------------------
 
 function showAlert(title, message) {
   $("alert-title").textContent = title;
@@ -71,7 +71,7 @@ function badge(node, text, tone) {
   node.classList.toggle("bad", tone === "bad");
 }
 
-// ---- lane and devices ---------------------------------------------------------------------
+// ---- lane and devices ---------------------------------------------------------------------------
 
 const CONNECTION_WORDS = {
   connected: "Broker: connected",
@@ -113,7 +113,7 @@ client.on("device", (id, record) => {
   $("device-rows").replaceChildren(...rows);
 });
 
-// ---- scans ------------------------------------------------------------------------------------
+// ---- scans --------------------------------------------------------------------------------------
 
 client.on("scan", (scan) => {
   const item = el("li");
@@ -149,7 +149,7 @@ $("scan-form").addEventListener("submit", (event) => {
   }
 });
 
-// ---- gifts and gift cards ------------------------------------------------------------------------
+// ---- gifts and gift cards -----------------------------------------------------------------------
 
 function giftCurrency() {
   return lane.gift.status.currency ?? currency();
@@ -404,7 +404,7 @@ function orderClosed(data) {
   $("order-steps").replaceChildren(...items);
 }
 
-function outboxLine(text, className) {
+function orderNote(text, className) {
   $("order-steps").append(el("li", text, className));
 }
 
@@ -433,7 +433,14 @@ $("order-form").addEventListener("submit", async (event) => {
     return;
   }
   const subtotal = lines.reduce((sum, line) => sum + line.amount, 0);
-  const order = { order_id: $("order-id").value.trim(), lines, subtotal, tax, total: subtotal + tax, currency: code };
+  const order = {
+    order_id: $("order-id").value.trim(),
+    lines,
+    subtotal,
+    tax,
+    total: subtotal + tax,
+    currency: code,
+  };
   if (await send("order.update", order, "Order")) {
     $("scan-input").focus();
   }
@@ -451,7 +458,7 @@ async function closeOrder(op, context) {
 $("paid-button").addEventListener("click", () => closeOrder("order.paid", "Order paid"));
 $("void-button").addEventListener("click", () => closeOrder("order.void", "Void order"));
 
-// ---- coupons (PETZ) -------------------------------------------------------------------------------
+// ---- coupons (PETZ) -----------------------------------------------------------------------------
 
 function couponValue(coupon) {
   if (coupon.amount_off != null) {
@@ -513,7 +520,7 @@ $("authorize-button").addEventListener("click", async () => {
   }
 });
 
-// ---- loyalty (Punchh) --------------------------------------------------------------------------------
+// ---- loyalty (Punchh) ---------------------------------------------------------------------------
 
 function selectionOf(discount) {
   const type = discount.discount_type;
@@ -601,7 +608,7 @@ $("loyalty-form").addEventListener("submit", async (event) => {
   }
 });
 
-// ---- events -----------------------------------------------------------------------------------------
+// ---- events -------------------------------------------------------------------------------------
 
 const invalid = (context) => (data) => showError(data.error, `${context} ${data.display}`);
 
@@ -618,9 +625,12 @@ const EVENTS = {
   "order.updated": (data) => showOrder(data.order),
   "order.committed": orderClosed,
   "order.voided": orderClosed,
-  "order.abandoned": (data) => outboxLine(`Order ${data.order.order_id} was abandoned: a new order replaced it.`, "warn"),
-  "outbox.delivered": (data) => outboxLine(`Order ${data.entry.order_id}: ${data.entry.flow} done after a retry.`, "ok"),
-  "outbox.dead": (data) => outboxLine(`Order ${data.entry.order_id}: ${data.entry.flow} given up (${data.error}); settle it by hand.`, "bad"),
+  "order.abandoned": ({ order }) =>
+    orderNote(`Order ${order.order_id} was abandoned: a new order replaced it.`, "warn"),
+  "outbox.delivered": ({ entry }) =>
+    orderNote(`Order ${entry.order_id}: ${entry.flow} done after a retry.`, "ok"),
+  "outbox.dead": ({ entry, error }) =>
+    orderNote(`Order ${entry.order_id}: ${entry.flow} given up (${error}); settle it by hand.`, "bad"),
   "coupon.customer": showCustomer,
   "coupon.authorized": showAuthorization,
   "coupon.captured": showCapture,
@@ -633,7 +643,7 @@ const EVENTS = {
 
 client.on("event", (event) => EVENTS[event.type]?.(event.data));
 
-// ---- K-Series web extension ------------------------------------------------------------------------
+// ---- K-Series web extension ---------------------------------------------------------------------
 
 /** Tell the agent about the POS's open order (total incl. tax), and what is left to pay on it. */
 async function syncOrder() {
@@ -666,7 +676,7 @@ async function addToPos(result) {
   pos.checkout();
 }
 
-// ---- start ------------------------------------------------------------------------------------------
+// ---- start --------------------------------------------------------------------------------------
 
 $("lane-name").textContent = settings.base;
 document.title = `Lane ${settings.base}`;
