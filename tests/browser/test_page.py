@@ -1,9 +1,11 @@
 """The display page itself: its settings from the URL, a clear error in the agent's words, the
-device list, visible keyboard focus, and a layout that fits a 360 px wide screen."""
+device list, visible keyboard focus, a layout that fits a 360 px wide screen, and the lane
+shown offline when its agent dies."""
 
 from __future__ import annotations
 
 import re
+import signal
 
 from playwright.async_api import expect
 
@@ -12,10 +14,11 @@ from tests.conftest import AgentFactory
 from tests.integration.test_lane_agent import BASE
 
 
-async def test_small_screen_shows_lane_errors_and_focus(
+async def test_small_screen_shows_lane_errors_focus_and_a_dead_agent(
     lane_agents: AgentFactory, open_page: PageOpener
 ) -> None:
-    page = await open_page(lane_agents(""), width=360, height=740)  # the sandbox ledger
+    agent = lane_agents("")  # the sandbox ledger
+    page = await open_page(agent, width=360, height=740)
     await expect(page.locator("#lane-name")).to_have_text(BASE)
     await expect(page.locator("#connection")).to_have_text("Broker: connected")
     await expect(page.locator("#device-rows")).to_have_text(
@@ -46,3 +49,6 @@ async def test_small_screen_shows_lane_errors_and_focus(
     outline = await send.evaluate(style)
     assert outline == "solid 3px", outline
     await screenshot(page, "small-screen")
+
+    agent.signal(signal.SIGKILL)  # the broker publishes the agent's last will
+    await expect(page.locator("#agent-state")).to_have_text("Agent: offline")
