@@ -473,7 +473,7 @@ function showCustomer(data) {
   $("coupon-customer").textContent = `Customer ${data.display} on order ${data.order_id}`;
   const wallet = customer.wallet.map((coupon) => {
     const expires = coupon.expires_at ? `, until ${new Date(coupon.expires_at).toLocaleDateString()}` : "";
-    return el("li", `${coupon.description} ${couponValue(coupon)}${expires}`);
+    return el("li", `${coupon.description} (${couponValue(coupon)}${expires})`);
   });
   if (!wallet.length) {
     wallet.push(el("li", "No coupons in the wallet", "muted"));
