@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 # so their install runs after scripts/system-deps.sh.
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
+# The display page's MQTT.js, pinned by web/package-lock.json; npm writes this file on install.
+WEB_STAMP := web/node_modules/.package-lock.json
 
-.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps bench
+.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps bench web
 
 all: test
 
@@ -23,16 +25,24 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e ".[test,demo]"
 	@touch $@ $(DEMO_STAMP)
 
+$(WEB_STAMP): web/package.json web/package-lock.json
+	scripts/system-deps.sh web
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web: $(WEB_STAMP)
+
 system-deps:
 	scripts/system-deps.sh test
 
-venv: system-deps $(STAMP)
+venv: system-deps $(STAMP) $(WEB_STAMP)
 
-demo: $(DEMO_STAMP)
+demo: $(DEMO_STAMP) $(WEB_STAMP)
 	$(BIN)/lane-agent demo
 
-# The host suite, then the hardware tier (tests/hardware) in one VM boot: see scripts/vm-test.
-test: system-deps $(STAMP)
+# The host suite (with the display page in headless Chromium, tests/browser), then the hardware
+# tier (tests/hardware) in one VM boot: see scripts/vm-test.
+test: system-deps $(STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -76,4 +86,5 @@ docs: $(STAMP)
 	$(BIN)/python -m agent.docgen
 
 clean:
-	rm -rf $(VENV) .venv-bench .demo .pytest_cache .mypy_cache .ruff_cache build/bench
+	rm -rf $(VENV) .venv-bench .demo .pytest_cache .mypy_cache .ruff_cache build/bench \
+		web/node_modules build/screenshots

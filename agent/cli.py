@@ -102,7 +102,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
     args.dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(run_demo(args.dir, port=args.port, broker_kind=args.broker))
+    return asyncio.run(
+        run_demo(
+            args.dir,
+            port=args.port,
+            ws_port=args.ws_port,
+            web_port=args.web_port,
+            broker_kind=args.broker,
+        )
+    )
 
 
 def _diag_config(args: argparse.Namespace, required: bool) -> tuple[int, Config | None]:
@@ -306,15 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run a self-contained demo: broker, agent, sandbox ledger, live MQTT view",
+        help="run a self-contained demo: broker, agent, sandbox ledger, display page, MQTT view",
         description="Start a broker on a free local port (mosquitto if installed, else an embedded "
-        "one), the agent with the sandbox ledger and its demo gifts, and a live view of the MQTT "
-        "traffic. Type a code to scan it; type 'help' for the redeem/reverse commands.",
+        "one), the agent with the sandbox ledger and its demo gifts, the lane display page on a "
+        "local web server (its address is printed), and a live view of the MQTT traffic. Type a "
+        "code to scan it; type 'help' for the redeem/reverse commands.",
     )
     demo.add_argument(
         "--dir", type=Path, default=Path(".demo"), help="state directory (default %(default)s)"
     )
     demo.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    demo.add_argument(
+        "--ws-port",
+        type=int,
+        default=0,
+        help="broker websocket port, for the display page (default: a free one)",
+    )
+    demo.add_argument(
+        "--web-port", type=int, default=0, help="display page's web port (default: a free one)"
+    )
     demo.add_argument(
         "--broker",
         choices=["auto", "mosquitto", "embedded"],

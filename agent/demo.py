@@ -1,7 +1,8 @@
 """`lane-agent demo`: the whole lane on one machine, for a POS developer's first ten minutes.
 
 It starts a broker on a free loopback port (mosquitto when installed, else amqtt's embedded
-pure-Python broker, MQTT 3.1.1 only), the agent on the sandbox ledger with its demo gifts, and a
+pure-Python broker, MQTT 3.1.1 only) with a websocket listener for the lane display page, the
+agent on the sandbox ledger with its demo gifts, the page itself on a loopback web server, and a
 live view of the lane's MQTT traffic. Lines typed at the prompt go to the agent over MQTT exactly
 as a POS screen would send them.
 """
@@ -15,7 +16,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import aiomqtt
 
 from agent.app import LaneAgent, install_signal_handlers
 from agent.config import Config, parse_config
+from agent.display import page_problem, page_url, serve_page
 from agent.logs import setup_logging
 
 BANNER = """\
@@ -39,6 +41,8 @@ lane-agent demo: lane {base} on {broker}
     health                  device, broker and provider health
     help / quit
   watch it from another terminal:  mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v
+  lane display page (open it in a browser):
+    {page}
 """
 
 
@@ -50,21 +54,29 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def broker(workdir: Path, port: int, kind: str) -> AsyncIterator[str]:
-    """Start the broker `kind` (mosquitto, embedded, or auto) and yield its MQTT version."""
+async def broker(workdir: Path, port: int, ws_port: int, kind: str) -> AsyncIterator[str]:
+    """Start the broker `kind` (mosquitto, embedded, or auto), MQTT on `port` and MQTT over
+    websockets (for the display page) on `ws_port`; yield its MQTT version."""
     binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
     if kind == "mosquitto" and binary is None:
         sys.exit("mosquitto is not installed: sudo apt-get install mosquitto, or --broker embedded")
     if binary is not None and kind != "embedded":
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        conf.write_text(
+            f"allow_anonymous true\nlistener {port} 127.0.0.1\n"
+            f"listener {ws_port} 127.0.0.1\nprotocol websockets\n"
+        )
         with (workdir / "mosquitto.log").open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 binary, "-c", str(conf), stdout=log, stderr=log
             )
         try:
             await _wait_for_port(port)
-            print(f"broker: mosquitto on 127.0.0.1:{port} (log in {workdir / 'mosquitto.log'})")
+            await _wait_for_port(ws_port)
+            print(
+                f"broker: mosquitto on 127.0.0.1:{port}, websockets on {ws_port}"
+                f" (log in {workdir / 'mosquitto.log'})"
+            )
             yield "5"
         finally:
             proc.terminate()
@@ -79,14 +91,20 @@ async def broker(workdir: Path, port: int, kind: str) -> AsyncIterator[str]:
         )
     embedded = Broker(
         {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"127.0.0.1:{port}"},
+                "ws": {"type": "ws", "bind": f"127.0.0.1:{ws_port}"},
+            },
             "plugins": {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
             },
         }
     )
     await embedded.start()
-    print(f"broker: embedded amqtt on 127.0.0.1:{port} (MQTT 3.1.1; install mosquitto for v5)")
+    print(
+        f"broker: embedded amqtt on 127.0.0.1:{port}, websockets on {ws_port}"
+        " (MQTT 3.1.1; install mosquitto for v5)"
+    )
     try:
         yield "3.1.1"
     finally:
@@ -230,10 +248,30 @@ async def _live_view(client: aiomqtt.Client, console: Console, base: str) -> Non
         print(describe(topic, payload, base), flush=True)
 
 
-async def run_demo(workdir: Path, *, port: int = 0, broker_kind: str = "auto") -> int:
+@contextlib.contextmanager
+def display_page(web_port: int, ws_port: int, base: str) -> Iterator[str]:
+    """Serve the lane display page on loopback; yield its address with the demo's broker and
+    lane filled in, or why it cannot be served (the demo runs on without it)."""
+    problem = page_problem()
+    if problem is not None:
+        yield f"not served: {problem}"
+        return
+    with serve_page(web_port) as page:
+        yield page_url(page, ws=f"ws://127.0.0.1:{ws_port}/", base=base)
+
+
+async def run_demo(
+    workdir: Path,
+    *,
+    port: int = 0,
+    ws_port: int = 0,
+    web_port: int = 0,
+    broker_kind: str = "auto",
+) -> int:
     setup_logging("warning")
     port = port or free_port()
-    async with broker(workdir, port, broker_kind) as protocol:
+    ws_port = ws_port or free_port()
+    async with broker(workdir, port, ws_port, broker_kind) as protocol:
         config: Config = parse_config(
             {
                 "lane": {"store": "demo", "lane": "1"},
@@ -254,12 +292,16 @@ async def run_demo(workdir: Path, *, port: int = 0, broker_kind: str = "auto") -
             console = Console(client, base)
             view = asyncio.create_task(_live_view(client, console, base))
             commands = asyncio.create_task(_read_commands(console))
-            print(BANNER.format(base=base, broker=f"127.0.0.1:{port}", port=port), flush=True)
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({commands, stopped, agent_task}, return_when=asyncio.FIRST_COMPLETED)
-            stop.set()
-            await agent_task
-            for task in (view, commands, stopped):
-                task.cancel()
-            await asyncio.gather(view, commands, stopped, return_exceptions=True)
+            with display_page(web_port, ws_port, base) as page:
+                banner = BANNER.format(base=base, broker=f"127.0.0.1:{port}", port=port, page=page)
+                print(banner, flush=True)
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait(
+                    {commands, stopped, agent_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+                stop.set()
+                await agent_task
+                for task in (view, commands, stopped):
+                    task.cancel()
+                await asyncio.gather(view, commands, stopped, return_exceptions=True)
     return 0

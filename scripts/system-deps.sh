@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the have_* checks are called indirectly, through need()
 # Installs the Debian packages the tests and the demo need, or says exactly what to install.
-# Usage: scripts/system-deps.sh test|demo
-#   test: mosquitto, openssl and systemd-analyze for the host suite; for the hardware tier
-#         (scripts/vm-test) qemu, a Debian kernel with its modules (uinput, dummy_hcd, USB
-#         gadget functions), a static busybox (virtme-ng's initramfs), kmod and udev inside the
-#         VM, and libusb for pyusb.
+# Usage: scripts/system-deps.sh test|demo|web
+#   test: mosquitto, openssl and systemd-analyze for the host suite; chromium for the display
+#         page's browser tests (tests/browser); for the hardware tier (scripts/vm-test) qemu, a
+#         Debian kernel with its modules (uinput, dummy_hcd, USB gadget functions), a static
+#         busybox (virtme-ng's initramfs), kmod and udev inside the VM, and libusb for pyusb.
+#   web:  npm, which installs the display page's MQTT.js (web/package-lock.json).
 set -euo pipefail
 purpose=${1:-test}
 
@@ -34,7 +35,12 @@ need() {
 }
 if [ "$purpose" = demo ]; then
   need python3 have_cmd python3
+elif [ "$purpose" = web ]; then
+  need npm have_cmd npm
 else
+  need npm have_cmd npm
+  # The display page's tests drive Debian's headless Chromium (playwright never downloads one).
+  need chromium have_cmd chromium
   need mosquitto have_cmd mosquitto
   # The broker security tests make a throwaway CA with docs/security/lane-pki.sh.
   need openssl have_cmd openssl

@@ -68,23 +68,31 @@ def mosquitto_binary() -> str:
 
 @dataclass
 class Broker:
-    """A real mosquitto on a free loopback port; can be stopped and started again on that port."""
+    """A real mosquitto on a free loopback port; can be stopped and started again on that port.
+    With `ws_port` it also has a websocket listener there, for the display page."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
+    ws_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
+        # Options before the first listener are global; per-listener ones follow each listener.
+        websockets = (
+            f"listener {self.ws_port} 127.0.0.1\nprotocol websockets\n" if self.ws_port else ""
+        )
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\n"
+            "allow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+            f"listener {self.port} 127.0.0.1\n{websockets}"
         )
         log = (self.workdir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(
             [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
         )
         wait_for_port(self.port)
+        if self.ws_port:
+            wait_for_port(self.ws_port)
 
     def stop(self) -> None:
         if self.process is not None:

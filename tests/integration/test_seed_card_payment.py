@@ -32,14 +32,19 @@ def card_api(simulators: Simulators) -> Running:
     return simulators.start("kseries")
 
 
-@pytest.fixture
-def agent_process(tmp_path: Path, lane_agents: AgentFactory, card_api: Running) -> AgentProcess:
+def kseries_toml(tmp_path: Path, api: Running) -> str:
+    """The lane's `[providers.kseries]` table for the simulator `api`."""
     key = tmp_path / "kseries.key"
     key.write_text(API_KEY)
-    return lane_agents(
-        f'[providers.kseries]\nbase_url = "{card_api.url}"\napi_key_file = "{key}"\n'
+    return (
+        f'[providers.kseries]\nbase_url = "{api.url}"\napi_key_file = "{key}"\n'
         'payment_method_code = "GIFTCARD"\ntimeout = 3\n'
     )
+
+
+@pytest.fixture
+def agent_process(tmp_path: Path, lane_agents: AgentFactory, card_api: Running) -> AgentProcess:
+    return lane_agents(kseries_toml(tmp_path, card_api))
 
 
 async def scan_card(probe: Probe, number: str) -> tuple[str, dict[str, Any]]:

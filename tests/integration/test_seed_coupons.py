@@ -52,16 +52,21 @@ def petz_settings() -> str:
     return ""
 
 
+def petz_toml(tmp_path: Path, api: Running, settings: str = "") -> str:
+    """The lane's `[providers.petz]` table for the simulator `api`, plus `settings` lines."""
+    key = tmp_path / "petz.key"
+    key.write_text(DEFAULT_KEY)
+    return (
+        f'[providers.petz]\nbase_url = "{api.url}"\napi_key_file = "{key}"\n'
+        f"timeout = 3\n{settings}\n"
+    )
+
+
 @pytest.fixture
 def agent_process(
     tmp_path: Path, lane_agents: AgentFactory, petz_api: Running, petz_settings: str
 ) -> AgentProcess:
-    key = tmp_path / "petz.key"
-    key.write_text(DEFAULT_KEY)
-    return lane_agents(
-        f'[providers.petz]\nbase_url = "{petz_api.url}"\napi_key_file = "{key}"\n'
-        f"timeout = 3\n{petz_settings}\n"
-    )
+    return lane_agents(petz_toml(tmp_path, petz_api, petz_settings))
 
 
 def basket(order_id: str, *lines: tuple[str, int], tax: int = 0) -> Json:

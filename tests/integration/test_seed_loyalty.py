@@ -43,15 +43,20 @@ def punchh_api(simulators: Simulators) -> Running:
     return simulators.start("punchh")
 
 
-@pytest.fixture
-def agent_process(tmp_path: Path, lane_agents: AgentFactory, punchh_api: Running) -> AgentProcess:
+def punchh_toml(tmp_path: Path, api: Running) -> str:
+    """The lane's `[providers.punchh]` table for the simulator `api`."""
     (tmp_path / "location.key").write_text(LOCATION_KEY)
     (tmp_path / "business.key").write_text(BUSINESS_KEY)
-    return lane_agents(
-        f'[providers.punchh]\nbase_url = "{punchh_api.url}"\n'
+    return (
+        f'[providers.punchh]\nbase_url = "{api.url}"\n'
         f'location_key_file = "{tmp_path / "location.key"}"\n'
         f'business_key_file = "{tmp_path / "business.key"}"\ntimeout = 3\n'
     )
+
+
+@pytest.fixture
+def agent_process(tmp_path: Path, lane_agents: AgentFactory, punchh_api: Running) -> AgentProcess:
+    return lane_agents(punchh_toml(tmp_path, punchh_api))
 
 
 def order(order_id: str, *lines: tuple[str, str, int], tax: int = 0) -> Json:

@@ -1,0 +1,707 @@
+// The lane display: what the lane agent publishes, and the cashier's requests to it.
+// Everything shown comes from the agent's events and answers (docs/mqtt-api.md), so every screen
+// of a lane shows the same thing. Codes are shown only as the agent masked them.
+
+import { LaneClient } from "./client.js";
+import { amountText, describeError, formatMoney, parseAmount, REASONS } from "./format.js";
+import { accountDue, accountToOrder, detectKSeries } from "./kseries.js";
+import { readSettings } from "./settings.js";
+
+const MAX_SCANS = 10;
+const ORDER_WORDS = { open: "open", paid: "paid", void: "voided", abandoned: "abandoned" };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text = "", className = "") {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  if (className) {
+    node.className = className;
+  }
+  return node;
+}
+
+const settings = readSettings(window.location);
+const client = new LaneClient(settings);
+const pos = detectKSeries(window);
+
+const lane = {
+  gift: null, // {kind: "gift" | "card", token_id, display, provider, status: GiftStatus | CardBalance}
+  order: null, // OrderInfo of the last order seen
+  paidByCard: 0, // card payments on that order
+  due: null, // what is left to pay on it, when known
+  lastTransaction: null, // the last redemption or card payment, for "Reverse"
+  offer: null, // gift.redeem params of the partial redemption offered
+  loyalty: null, // LoyaltyUserData of the attached guest
+};
+
+const currency = () => lane.order?.currency ?? "USD";
+
+// ---- messages -----------------------------------------------------------------------------------
+
+function showAlert(title, message) {
+  $("alert-title").textContent = title;
+  $("alert-message").textContent = message;
+  $("alert").hidden = false;
+}
+
+function showError(error, context) {
+  const { title, message } = describeError(error);
+  showAlert(context ? `${context}: ${title}` : title, message);
+}
+
+function clearAlert() {
+  $("alert").hidden = true;
+}
+
+/** Send a request; on an error answer show it and return null, else return its data. */
+async function send(op, params, context) {
+  const answer = await client.request(op, params);
+  if (answer.status !== "ok") {
+    showError(answer.error, context);
+    return null;
+  }
+  clearAlert();
+  return answer.data ?? {};
+}
+
+function badge(node, text, tone) {
+  node.textContent = text;
+  node.classList.toggle("ok", tone === "ok");
+  node.classList.toggle("bad", tone === "bad");
+}
+
+// ---- lane and devices ---------------------------------------------------------------------------
+
+const CONNECTION_WORDS = {
+  connected: "Broker: connected",
+  connecting: "Broker: connecting",
+  disconnected: "Broker: disconnected",
+};
+
+client.on("connection", (state, detail) => {
+  const text = CONNECTION_WORDS[state] ?? `Broker: ${detail}`;
+  badge($("connection"), text, state === "connected" ? "ok" : state === "connecting" ? "" : "bad");
+});
+
+client.on("state", (agent) => {
+  const online = agent.state === "online";
+  const extra = online ? agent.version && ` (${agent.version})` : agent.reason && ` (${agent.reason})`;
+  badge($("agent-state"), `Agent: ${agent.state}${extra || ""}`, online ? "ok" : "bad");
+});
+
+const devices = new Map();
+
+client.on("device", (id, record) => {
+  if (record) {
+    devices.set(id, record);
+  } else {
+    devices.delete(id);
+  }
+  const rows = [...devices.values()]
+    .sort((a, b) => a.device_id.localeCompare(b.device_id))
+    .map((device) => {
+      const row = el("tr");
+      row.append(el("td", `${device.device_id} (${device.kind})`));
+      const state = el("td", device.state, device.state === "connected" ? "ok" : "bad");
+      if (device.last_error) {
+        state.append(el("div", device.last_error, "muted"));
+      }
+      row.append(state, el("td", String(device.counters?.scans ?? 0)));
+      return row;
+    });
+  $("device-rows").replaceChildren(...rows);
+});
+
+// ---- scans --------------------------------------------------------------------------------------
+
+client.on("scan", (scan) => {
+  const item = el("li");
+  const time = new Date(scan.ts).toLocaleTimeString();
+  item.append(el("span", `${time} `, "muted"), el("span", scan.display, "code"));
+  item.append(` ${scan.kind.replaceAll("_", " ")}`);
+  if (!scan.valid) {
+    item.append(el("span", ` not valid: ${scan.error}`, "bad"));
+  }
+  const list = $("scan-list");
+  list.prepend(item);
+  while (list.children.length > MAX_SCANS) {
+    list.lastElementChild.remove();
+  }
+});
+
+async function scanInject(data, symbology) {
+  const scan = await send("scan.inject", { data, symbology }, "Scan");
+  if (scan) {
+    const words = scan.valid ? scan.kind.replaceAll("_", " ") : `not valid: ${scan.error}`;
+    $("scan-result").textContent = `${scan.display}: ${words}`;
+  }
+}
+
+$("scan-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("scan-input");
+  const data = input.value.trim();
+  // The clear code leaves the page at once: from here on only the agent's masked text is shown.
+  input.value = "";
+  if (data) {
+    scanInject(data, "keyed");
+  }
+});
+
+// ---- gifts and gift cards -----------------------------------------------------------------------
+
+function giftCurrency() {
+  return lane.gift.status.currency ?? currency();
+}
+
+function renderGift() {
+  const { kind, status, display, provider } = lane.gift;
+  const isItem = status.type === "item";
+  $("gift").hidden = false;
+  $("gift-heading").textContent = kind === "card" ? "Gift card" : "Gift";
+  $("gift-display").textContent = display;
+  $("gift-provider").textContent = provider;
+  $("gift-value").textContent = isItem
+    ? `${status.item_quantity} × ${status.item_label}`
+    : formatMoney(status.balance ?? 0, giftCurrency());
+  const line = $("gift-status");
+  if (status.is_redeemable) {
+    line.textContent = kind === "card" ? "Can pay" : `Redeemable: ${status.description}`;
+    line.className = "ok";
+  } else {
+    // A card has no reason field: its status says blocked or expired, else it is empty.
+    const why =
+      kind === "card"
+        ? status.status === "active" ? "no balance left" : status.status
+        : REASONS[status.reason] ?? status.reason;
+    line.textContent = `Not redeemable (${why})${status.description ? `: ${status.description}` : ""}`;
+    line.className = "bad";
+  }
+  $("redeem-label").textContent = isItem
+    ? `Items to redeem (up to ${status.eligible_quantity})`
+    : kind === "card"
+      ? `Amount to pay (${giftCurrency()}; empty: what is left of the order)`
+      : `Amount (${giftCurrency()})`;
+  $("redeem-button").textContent = kind === "card" ? "Pay with card" : "Redeem";
+  $("reverse-button").textContent = kind === "card" ? "Give the last payment back" : "Reverse last redemption";
+  $("redeem-amount").inputMode = isItem ? "numeric" : "decimal";
+  $("redeem-amount").disabled = !status.is_redeemable;
+  $("redeem-button").disabled = !status.is_redeemable;
+}
+
+/** What to pay by default: the balance up to what is left of the order, when both are known. */
+function suggestedAmount() {
+  const { kind, status } = lane.gift;
+  if (status.type === "item" || lane.due === null) {
+    return "";
+  }
+  const available = kind === "card" ? status.balance : status.eligible_value;
+  return amountText(Math.min(available, lane.due), giftCurrency());
+}
+
+function showGift(data, kind) {
+  lane.gift = {
+    kind,
+    token_id: data.token_id,
+    display: data.display,
+    provider: data.provider,
+    status: kind === "card" ? data.card : data.gift,
+  };
+  hideOffer();
+  lane.lastTransaction = null; // "Reverse" acts on what this gift did, not on an earlier one
+  $("reverse-button").hidden = true;
+  $("redeemed").textContent = "";
+  renderGift();
+  $("redeem-amount").value = suggestedAmount();
+  if (lane.gift.status.is_redeemable) {
+    $("redeem-amount").focus();
+  }
+  if (kind === "card" && pos) {
+    const { balance, masked_number: number } = data.card;
+    pos.postMessage(`Gift card ${number}: ${formatMoney(balance, giftCurrency())}`);
+  }
+}
+
+function redeemParams() {
+  const { kind, status, token_id: tokenId } = lane.gift;
+  const text = $("redeem-amount").value.trim();
+  if (status.type === "item") {
+    if (!/^[1-9]\d{0,5}$/.test(text)) {
+      showAlert("Enter a number of items", "a whole number, at least 1");
+      return null;
+    }
+    return { token_id: tokenId, quantity: Number(text) };
+  }
+  if (kind === "card" && text === "") {
+    return { token_id: tokenId }; // the agent takes what is left of the order
+  }
+  const amount = parseAmount(text, giftCurrency());
+  if (!amount) {
+    showAlert("Enter an amount", `e.g. ${amountText(1250, giftCurrency())}`);
+    return null;
+  }
+  return { token_id: tokenId, amount };
+}
+
+function hideOffer() {
+  lane.offer = null;
+  $("offer").hidden = true;
+}
+
+/** insufficient_balance carries what is available: offer to redeem (or pay) that part. */
+function offerPart(params, available) {
+  const money = formatMoney(available, giftCurrency());
+  const isItem = params.quantity !== undefined;
+  lane.offer = isItem
+    ? { token_id: params.token_id, quantity: available }
+    : { token_id: params.token_id, amount: available };
+  $("offer-text").textContent = isItem ? `Only ${available} left.` : `Only ${money} available.`;
+  $("offer-button").textContent = isItem
+    ? `Redeem ${available}`
+    : lane.gift.kind === "card"
+      ? `Pay ${money} by card`
+      : `Redeem ${money}`;
+  $("offer").hidden = false;
+  $("offer-button").focus();
+}
+
+async function redeem(params) {
+  hideOffer();
+  if (pos && lane.gift.kind === "card") {
+    await syncOrder(); // the debit is for the order as the POS has it now
+  }
+  const answer = await client.request("gift.redeem", params);
+  if (answer.status !== "ok") {
+    showError(answer.error, lane.gift.kind === "card" ? "Card payment" : "Redeem");
+    const available = answer.error.details?.available;
+    if (answer.error.code === "insufficient_balance" && available > 0) {
+      offerPart(params, available);
+    }
+    return;
+  }
+  clearAlert();
+  if (pos && answer.data.payment) {
+    await addToPos(answer.data);
+  }
+  $("scan-input").focus();
+}
+
+$("redeem-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const params = lane.gift && redeemParams();
+  if (params) {
+    redeem(params);
+  }
+});
+
+$("offer-button").addEventListener("click", () => {
+  if (lane.offer) {
+    redeem(lane.offer);
+  }
+});
+
+function giftRedeemed(data) {
+  const { redemption } = data;
+  if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === redemption.gift_id) {
+    lane.gift.status = redemption.gift;
+    renderGift();
+  }
+  lane.lastTransaction = redemption.transaction_id;
+  const gift = redemption.gift;
+  $("redeemed").textContent =
+    redemption.quantity != null
+      ? `Redeemed ${redemption.quantity} × ${gift.item_label}; ${gift.item_quantity} left.`
+      : `Redeemed ${formatMoney(redemption.amount, gift.currency)}; balance ${formatMoney(gift.balance, gift.currency)}.`;
+  $("reverse-button").hidden = false;
+}
+
+/** A card's CardBalance after a payment or its reversal (as the agent computes is_redeemable). */
+function cardWithBalance(card, balance) {
+  return { ...card, balance, is_redeemable: card.status === "active" && balance > 0 };
+}
+
+function cardPaid(data) {
+  const { payment, redemption, remaining } = data;
+  if (lane.gift?.token_id === data.token_id) {
+    lane.gift.status = cardWithBalance(lane.gift.status, redemption.balance_after);
+    renderGift();
+  }
+  if (lane.order?.order_id === data.order_id) {
+    lane.paidByCard = lane.order.total - remaining;
+  }
+  lane.due = remaining;
+  lane.lastTransaction = redemption.transaction_id;
+  const left = remaining > 0 ? `${formatMoney(remaining, payment.currency)} left to pay` : "nothing left to pay";
+  $("redeemed").textContent = `Paid ${formatMoney(payment.amount_cents, payment.currency)} by card ${data.display}; ${left}.`;
+  $("reverse-button").hidden = false;
+}
+
+function showReversal(result) {
+  if (result.card) {
+    const { amount, balance_after: balance, currency: code, masked_number: number } = result.card;
+    if (lane.gift?.kind === "card" && lane.gift.status.masked_number === number) {
+      lane.gift.status = cardWithBalance(lane.gift.status, balance);
+      renderGift();
+    }
+    $("redeemed").textContent = `${formatMoney(amount, code)} given back to the card; balance ${formatMoney(balance, code)}.`;
+  } else {
+    const { reversal } = result;
+    if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
+      lane.gift.status = reversal.gift;
+      renderGift();
+    }
+    const back =
+      reversal.quantity != null
+        ? `${reversal.quantity} × ${reversal.gift.item_label}`
+        : formatMoney(reversal.amount, reversal.gift.currency);
+    $("redeemed").textContent = `Reversed: ${back} back on the gift.`;
+  }
+  lane.lastTransaction = null;
+  $("reverse-button").hidden = true;
+}
+
+$("reverse-button").addEventListener("click", async () => {
+  if (lane.lastTransaction) {
+    const result = await send("gift.reverse", { transaction_id: lane.lastTransaction }, "Reverse");
+    if (result) {
+      showReversal(result);
+    }
+  }
+});
+
+// ---- the order ----------------------------------------------------------------------------------
+
+function showOrder(order) {
+  if (order.order_id !== lane.order?.order_id) {
+    lane.paidByCard = 0;
+    $("order-steps").replaceChildren();
+  }
+  lane.order = order;
+  lane.due = order.status === "open" ? order.total - lane.paidByCard : null;
+  const lines = `${order.lines} line${order.lines === 1 ? "" : "s"}`;
+  $("order-status").textContent =
+    `Order ${order.order_id}: ${formatMoney(order.total, order.currency)}, ${lines}, ${ORDER_WORDS[order.status] ?? order.status}`;
+  $("paid-button").disabled = order.status !== "open";
+  $("void-button").disabled = !["open", "abandoned"].includes(order.status);
+}
+
+function stepLine(step) {
+  const error = step.error ? ` (${describeError(step.error).title}: ${step.error.message})` : "";
+  const outcome = step.ok ? "done" : "failed";
+  return el("li", `${step.flow} ${step.step}: ${outcome}. ${step.detail}${error}`, step.ok ? "ok" : "bad");
+}
+
+function orderClosed(data) {
+  showOrder(data.order);
+  const items = data.steps.map(stepLine);
+  if (data.reason) {
+    items.unshift(el("li", data.reason, "muted"));
+  }
+  for (const flow of data.queued ?? []) {
+    items.push(el("li", `${flow}: not done yet, retried in the background`, "warn"));
+  }
+  $("order-steps").replaceChildren(...items);
+}
+
+function orderNote(text, className) {
+  $("order-steps").append(el("li", text, className));
+}
+
+/** "name; amount; product code" lines → order lines, or a problem to show. */
+function parseLines(text, code) {
+  const rows = text.split("\n").map((row) => row.trim()).filter(Boolean);
+  const lines = [];
+  for (const [index, row] of rows.entries()) {
+    const [name, amount, sku] = row.split(";").map((part) => part.trim());
+    const minor = parseAmount(amount ?? "", code);
+    if (!name || minor === null) {
+      return { problem: `line ${index + 1}: write name; amount; product code (optional)` };
+    }
+    lines.push({ id: String(index + 1), name, quantity: 1, amount: minor, ...(sku ? { sku } : {}) });
+  }
+  return lines.length ? { lines } : { problem: "the order needs at least one line" };
+}
+
+$("order-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const code = $("order-currency").value.trim().toUpperCase();
+  const { lines, problem } = parseLines($("order-lines").value, code);
+  const tax = parseAmount($("order-tax").value || "0", code);
+  if (problem || tax === null) {
+    showAlert("Check the order", problem ?? "the tax is not an amount");
+    return;
+  }
+  const subtotal = lines.reduce((sum, line) => sum + line.amount, 0);
+  const order = {
+    order_id: $("order-id").value.trim(),
+    lines,
+    subtotal,
+    tax,
+    total: subtotal + tax,
+    currency: code,
+  };
+  if (await send("order.update", order, "Order")) {
+    $("scan-input").focus();
+  }
+});
+
+async function closeOrder(op, context) {
+  if (lane.order) {
+    const closed = await send(op, { order_id: lane.order.order_id }, context);
+    if (closed) {
+      orderClosed(closed);
+    }
+  }
+}
+
+$("paid-button").addEventListener("click", () => closeOrder("order.paid", "Order paid"));
+$("void-button").addEventListener("click", () => closeOrder("order.void", "Void order"));
+
+// ---- coupons (PETZ) -----------------------------------------------------------------------------
+
+function couponValue(coupon) {
+  if (coupon.amount_off != null) {
+    return `${formatMoney(coupon.amount_off, currency())} off`;
+  }
+  return coupon.percent_off != null ? `${coupon.percent_off}% off` : "";
+}
+
+function showCustomer(data) {
+  const { customer } = data;
+  $("coupons").hidden = false;
+  $("coupon-customer").textContent = `Customer ${data.display} on order ${data.order_id}`;
+  const wallet = customer.wallet.map((coupon) => {
+    const expires = coupon.expires_at ? `, until ${new Date(coupon.expires_at).toLocaleDateString()}` : "";
+    return el("li", `${coupon.description} (${couponValue(coupon)}${expires})`);
+  });
+  if (!wallet.length) {
+    wallet.push(el("li", "No coupons in the wallet", "muted"));
+  }
+  $("coupon-wallet").replaceChildren(...wallet);
+  $("coupon-discounts").hidden = true;
+  $("coupon-status").textContent = "";
+}
+
+function showAuthorization(data) {
+  const { authorization } = data;
+  const rows = authorization.discounts.map((discount) => {
+    const row = el("tr");
+    const amount = discount.rejected
+      ? el("td", `not applied: ${discount.reason ?? discount.rejected}`, "bad")
+      : el("td", formatMoney(discount.amount, currency()));
+    row.append(el("td", discount.description), amount);
+    return row;
+  });
+  $("coupon-discounts").tBodies[0].replaceChildren(...rows);
+  $("coupon-total").textContent = formatMoney(authorization.total_discount, currency());
+  $("coupon-discounts").hidden = false;
+  $("coupon-status").textContent = "Authorized: apply the discounts, then take payment.";
+  $("coupon-status").className = "ok";
+}
+
+function showCapture(data) {
+  const { capture } = data;
+  const status = $("coupon-status");
+  status.textContent = `Captured after payment: ${capture.coupon_ids.length} coupon(s), ${formatMoney(capture.total_discount, currency())} off.`;
+  status.className = "ok";
+}
+
+function showInvalidated(data) {
+  $("coupon-status").textContent = `The order changed: authorize the coupons again (${data.reason}).`;
+  $("coupon-status").className = "warn";
+}
+
+$("authorize-button").addEventListener("click", async () => {
+  const params = lane.order?.status === "open" ? { order_id: lane.order.order_id } : {};
+  const authorized = await send("coupon.authorize", params, "Coupons");
+  if (authorized) {
+    showAuthorization(authorized);
+  }
+});
+
+// ---- loyalty (Punchh) ---------------------------------------------------------------------------
+
+function selectionOf(discount) {
+  const type = discount.discount_type;
+  if (type === "discount_amount") {
+    return { discount_type: type, discount_value: discount.amount };
+  }
+  if (type === "redemption_code") {
+    return { discount_type: type, token_id: lane.loyalty.token_id };
+  }
+  return { discount_type: type, discount_id: discount.discount_id };
+}
+
+function showGuest(data) {
+  lane.loyalty = data;
+  const { guest } = data;
+  $("loyalty").hidden = false;
+  const facts = [
+    guest.points_balance != null ? `${guest.points_balance} points` : "",
+    guest.banked_rewards ? `${formatMoney(guest.banked_rewards, currency())} banked` : "",
+    guest.membership_level ?? "",
+  ].filter(Boolean);
+  const contact = guest.phone_masked ?? guest.email_masked ?? data.display;
+  $("loyalty-guest").textContent = `${guest.first_name ?? "Guest"} (${contact})${facts.length ? `: ${facts.join(", ")}` : ""}`;
+  $("loyalty-rewards").replaceChildren(
+    ...guest.rewards.map((reward) => {
+      const value = reward.amount != null ? ` (${formatMoney(reward.amount, currency())})` : "";
+      return el("li", `Reward: ${reward.name}${value}`);
+    }),
+  );
+  const boxes = data.discounts.map((discount, index) => {
+    const label = el("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = String(index);
+    box.checked = discount.selected;
+    const fit = discount.qualified === false ? " (does not qualify for this order)" : "";
+    label.append(box, el("span", `${discount.name}: ${formatMoney(discount.amount, currency())}${fit}`));
+    return label;
+  });
+  if (!boxes.length) {
+    boxes.push(el("p", "No discounts for this order (send the order first).", "muted"));
+  }
+  $("loyalty-discounts").replaceChildren(...boxes);
+  $("loyalty-lines").hidden = true;
+  const status = $("loyalty-status");
+  status.textContent = data.discounts_error
+    ? `Discounts unavailable: ${describeError(data.discounts_error).title}: ${data.discounts_error.message}`
+    : "";
+  status.className = data.discounts_error ? "bad" : "";
+}
+
+function showChecked(data) {
+  const rows = data.lines.map((line) => {
+    const row = el("tr");
+    row.append(el("td", line.name), el("td", formatMoney(line.amount, currency())));
+    return row;
+  });
+  for (const failure of data.failures) {
+    const row = el("tr");
+    row.append(el("td", failure.name ?? failure.discount_type ?? "discount"));
+    row.append(el("td", `refused: ${failure.messages.join(" ")}`, "bad"));
+    rows.push(row);
+  }
+  $("loyalty-lines").tBodies[0].replaceChildren(...rows);
+  $("loyalty-total").textContent = formatMoney(data.total, currency());
+  $("loyalty-lines").hidden = false;
+  $("loyalty-status").textContent = `Checked: nothing is redeemed before the order is paid. Receipt barcode ${data.barcode}.`;
+  $("loyalty-status").className = "ok";
+}
+
+function showReceipt(data) {
+  const earned = data.points_earned != null ? `, ${data.points_earned} points earned` : "";
+  const status = $("loyalty-status");
+  status.textContent = `Receipt barcode ${data.barcode}: ${data.checked_in ? "guest checked in" : "no guest check-in"}${earned}.`;
+  status.className = "ok";
+}
+
+$("loyalty-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const chosen = [...$("loyalty-discounts").querySelectorAll("input:checked")];
+  const selections = chosen.map((box) => selectionOf(lane.loyalty.discounts[Number(box.value)]));
+  const checked = await send("loyalty.select", { selections }, "Loyalty");
+  if (checked) {
+    showChecked(checked);
+  }
+});
+
+// ---- events -------------------------------------------------------------------------------------
+
+const invalid = (context) => (data) => showError(data.error, `${context} ${data.display}`);
+
+const EVENTS = {
+  "gift.validated": (data) => showGift(data, "gift"),
+  "card.balance": (data) => showGift(data, "card"),
+  "gift.invalid": invalid("Gift"),
+  "card.invalid": invalid("Gift card"),
+  "coupon.invalid": invalid("Coupons for"),
+  "loyalty.invalid": invalid("Loyalty for"),
+  "gift.redeemed": giftRedeemed,
+  "gift.reversed": (data) => showReversal(data),
+  "card.paid": cardPaid,
+  "order.updated": (data) => showOrder(data.order),
+  "order.committed": orderClosed,
+  "order.voided": orderClosed,
+  "order.abandoned": ({ order }) =>
+    orderNote(`Order ${order.order_id} was abandoned: a new order replaced it.`, "warn"),
+  "outbox.delivered": ({ entry }) =>
+    orderNote(`Order ${entry.order_id}: ${entry.flow} done after a retry.`, "ok"),
+  "outbox.dead": ({ entry, error }) =>
+    orderNote(`Order ${entry.order_id}: ${entry.flow} given up (${error}); settle it by hand.`, "bad"),
+  "coupon.customer": showCustomer,
+  "coupon.authorized": showAuthorization,
+  "coupon.captured": showCapture,
+  "coupon.invalidated": showInvalidated,
+  "loyalty.user": showGuest,
+  "loyalty.discounts": showChecked,
+  "loyalty.stale": (data) => showError(data.error, "Loyalty discounts no longer checked"),
+  "loyalty.receipt": showReceipt,
+};
+
+client.on("event", (event) => EVENTS[event.type]?.(event.data));
+
+// ---- K-Series web extension ---------------------------------------------------------------------
+
+/** Tell the agent about the POS's open order (total incl. tax), and what is left to pay on it. */
+async function syncOrder() {
+  let account;
+  try {
+    account = await pos.currentAccount();
+  } catch (error) {
+    showAlert("Could not read the order from the POS", error.message);
+    return;
+  }
+  if (account && (await send("order.update", accountToOrder(account, currency()), "Order from the POS"))) {
+    lane.due = accountDue(account);
+  }
+}
+
+/** Add a card payment the agent made to the POS sale; give it back if the POS refuses it. */
+async function addToPos(result) {
+  const { amount_cents: cents, payment_method_code: method, currency: code } = result.payment;
+  try {
+    await pos.addPayment(cents, method);
+  } catch (error) {
+    const title = "The POS did not take the card payment";
+    const back = await send("gift.reverse", { transaction_id: result.card.transaction_id }, title);
+    if (back) {
+      showReversal(back);
+      showAlert(title, `${error.message}. ${formatMoney(cents, code)} went back to the card.`);
+    }
+    return;
+  }
+  pos.checkout();
+}
+
+// ---- start --------------------------------------------------------------------------------------
+
+$("lane-name").textContent = settings.base;
+document.title = `Lane ${settings.base}`;
+$("setting-ws").value = settings.ws;
+$("setting-base").value = settings.base;
+$("setting-username").value = settings.username;
+$("setting-password").value = settings.password;
+$("order-id").value = `order-${Date.now().toString(36)}`;
+
+if (pos) {
+  $("kseries-mode").hidden = false;
+  $("pos-order-button").hidden = false;
+  $("pos-order-button").addEventListener("click", syncOrder);
+  pos.onScan((text, symbology) => {
+    if (!text) {
+      showAlert("The POS reported a scan without a code", "scan again or type it");
+      return;
+    }
+    // The order first, so the card's balance arrives to a page that knows what is left to pay.
+    syncOrder().then(() => scanInject(text, symbology));
+  });
+}
+
+if (settings.problem) {
+  showAlert("Settings", settings.problem);
+} else {
+  client.start();
+}
