@@ -5,39 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import scan, screenshot
-from tests.conftest import REPO, free_port
-from tests.integration.test_demo import DEMO_WAIT, DemoSession
+from tests.integration.test_demo import DEMO_WAIT, demo_session
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 async def test_the_demo_prints_the_page_address_and_the_page_redeems_a_gift(
     tmp_path: Path, browser: Browser, broker: str
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        "demo",
-        "--dir",
-        str(tmp_path / "demo"),
-        "--port",
-        str(free_port()),
-        "--broker",
-        broker,
-        cwd=REPO,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    demo = DemoSession(proc)
-    try:
+    async with demo_session(tmp_path, broker) as demo:
         await demo.expect("lane display page")
         address = (await demo.expect("http://")).strip()
         query = r"\?ws=ws%3A%2F%2F127\.0\.0\.1%3A\d+%2F&base=lane-agent%2Fdemo%2F1"
@@ -57,8 +38,4 @@ async def test_the_demo_prints_the_page_address_and_the_page_redeems_a_gift(
         await screenshot(page, f"demo-{broker}")
         await demo.type("quit")
         async with asyncio.timeout(DEMO_WAIT):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            assert await demo.proc.wait() == 0

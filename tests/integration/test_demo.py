@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,10 +42,10 @@ class DemoSession:
         await self.proc.stdin.drain()
 
 
-@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
-async def test_demo_validates_redeems_and_reverses_a_keyed_voucher(
-    tmp_path: Path, broker: str
-) -> None:
+@contextlib.asynccontextmanager
+async def demo_session(tmp_path: Path, broker: str) -> AsyncIterator[DemoSession]:
+    """`lane-agent demo` in its own process group, so a failed test also stops the broker it
+    started."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -57,9 +61,21 @@ async def test_demo_validates_redeems_and_reverses_a_keyed_voucher(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
     )
-    demo = DemoSession(proc)
     try:
+        yield DemoSession(proc)
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+async def test_demo_validates_redeems_and_reverses_a_keyed_voucher(
+    tmp_path: Path, broker: str
+) -> None:
+    async with demo_session(tmp_path, broker) as demo:
         await demo.expect("lane-agent demo: lane lane-agent/demo/1")
         await demo.expect("[state]    agent online")
         await demo.type("100000000001")
@@ -75,8 +91,4 @@ async def test_demo_validates_redeems_and_reverses_a_keyed_voucher(
         assert "$50.00 available" in reversed_
         await demo.type("quit")
         async with asyncio.timeout(DEMO_WAIT):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            assert await demo.proc.wait() == 0
