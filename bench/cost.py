@@ -140,7 +140,6 @@ def soak(workdir: Path, count: int) -> dict[str, Any]:
             "rss_idle_kib": samples[0][1],
             "rss_samples_kib": samples,
             "rss_after_kib": settled,
-            "vault_cap": 10_000,
         }
     finally:
         stop_all(agent)

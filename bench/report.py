@@ -494,8 +494,18 @@ def details(host: dict[str, Any], vm: dict[str, Any]) -> str:
         growth = kib_mib(soak.get("rss_after_kib", 0) - samples[0][1]) or 0.0
         text += (
             f"\n\n{num(soak.get('scans'))} scans in {num(soak.get('seconds'))} s; "
-            f"growth from idle {growth:+.1f} MiB."
+            f"growth from idle {growth:+.1f} MiB"
         )
+        if len(samples) > 2:
+            late = kib_mib(soak.get("rss_after_kib", 0) - samples[1][1]) or 0.0
+            text += (
+                f", of which {late:+.1f} MiB after the first {num(samples[1][0])} scans. The "
+                "early growth is the token vault filling up (each scan's code stays redeemable "
+                "by its token_id for 30 min, at most `[state] token_max`, 2,000 by default) and "
+                "SQLite's page cache; after that the agent's memory stays flat."
+            )
+        else:
+            text += "."
     parts.append(text)
     return "\n\n".join(parts)
 
