@@ -96,8 +96,9 @@ WHY: dict[str, str] = {
         "nfc2mqtt imports nfcpy, paho, cryptography and PyYAML, about 260 modules (33 MiB)."
     ),
     "rss_after": (
-        "Beyond the idle difference, lane-agent keeps up to 10,000 scanned tokens (30 min) in "
-        "its vault so a POS can act on a scan by token_id, and the request store's cache."
+        "Beyond the idle difference, lane-agent keeps up to 2,000 scanned tokens (30 min, "
+        "`[state] token_max`) in its vault so a POS can act on a scan by token_id, and the "
+        "request store's cache."
     ),
     "idle_cpu": (
         "lane-agent's idle work is the MQTT keep-alive, the NFC reader's poll loop (a 0.1 s "
@@ -138,7 +139,7 @@ CLOSE: dict[str, str] = {
         "import provider adapters and device drivers only when the config names them, and "
         "build the contract's JSON schemas lazily (only `lane-agent schema` needs them)"
     ),
-    "rss_after": "a smaller default token vault on lanes that do not need 30 minutes of history",
+    "rss_after": "a smaller `[state] token_max` on lanes that scan little",
     "idle_cpu": "a longer poll pause while no tag has been seen for a while (idle back-off)",
     "ready": "the same lazy imports as for idle memory, and connecting to the broker first",
 }
