@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
@@ -30,19 +29,14 @@ from agent.contract import (
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler, LaneFlow, Provider
-from agent.flows.card import build as build_card_flow
-from agent.flows.coupons import build as build_coupon_flow
+from agent.flows.card import CardFlow
 from agent.flows.gift import GiftFlow
-from agent.flows.loyalty import build as build_loyalty_flow
 from agent.flows.orders import OrderDesk
 from agent.homeassistant import Discovery
-from agent.journal import RedemptionJournal
 from agent.limits import ScanLimiter
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
-from agent.providers.base import GiftProvider
-from agent.providers.giftlocal import GiftLocalProvider
-from agent.providers.sandbox import SandboxLedger
+from agent.registry import FLOWS, ProviderEnv, load, provider_spec
 from agent.requests import RequestRouter, ResponseStore
 from agent.scans import FlowHandler, ScanPipeline
 from agent.secrets import read_secret
@@ -60,14 +54,6 @@ from drivers.serial_port import SerialScanner, SerialSettings
 log = logging.getLogger(__name__)
 
 
-# Flows beyond gift vouchers and card payments, each built from the config when it names a
-# provider for it (see agent/flows/base.py).
-FLOW_BUILDERS: tuple[Callable[[FlowContext], LaneFlow | None], ...] = (
-    build_coupon_flow,
-    build_loyalty_flow,
-)
-
-
 def _not_configured(op: str) -> Handler:
     async def refuse(_params: object) -> object:
         raise LaneError(
@@ -78,19 +64,28 @@ def _not_configured(op: str) -> Handler:
     return refuse
 
 
-def build_gift_provider(config: Config) -> GiftProvider | None:
-    """The provider the config names for gifts; the sandbox ledger when it is the only one."""
-    name = config.flow_provider("gift")
-    if name == "sandbox" and config.providers.sandbox is not None:
-        settings = config.providers.sandbox
-        return SandboxLedger(
-            settings.db or config.state_dir() / "sandbox.sqlite",
-            location=settings.location or config.lane.store,
-            load_demo=settings.demo_data,
-        )
-    if name == "giftlocal" and config.providers.giftlocal is not None:
-        return GiftLocalProvider(config.providers.giftlocal)
-    return None
+def build_provider(config: Config, name: str, env: ProviderEnv) -> Provider:
+    """The adapter of the provider `name`, importing its module now (and only now)."""
+    settings = config.provider_settings(name)
+    if settings is None:
+        raise LaneError(ErrorCode.NOT_CONFIGURED, f"providers.{name}: the table is missing")
+    adapter: Provider = load(provider_spec(name).adapter).create(settings, env)
+    return adapter
+
+
+def build_flows(ctx: FlowContext, env: ProviderEnv) -> list[LaneFlow]:
+    """Every flow the config gives a provider, in the registry's order; a provider running two
+    flows is one adapter."""
+    made: dict[str, Provider] = {}
+    flows: list[LaneFlow] = []
+    for spec in FLOWS:
+        name = ctx.config.flow_provider(spec.name)
+        if name is None:
+            continue
+        if name not in made:
+            made[name] = build_provider(ctx.config, name, env)
+        flows.append(load(spec.flow)(made[name], ctx))
+    return flows
 
 
 def build_driver(device_id: str, settings: DeviceSettings) -> Driver:
@@ -116,7 +111,10 @@ def build_drivers(config: Config, keyed: KeyedEntry) -> list[Driver]:
 class LaneAgent:
     """Everything one lane runs: bus, drivers, pipeline, flows, request handling."""
 
-    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, config: Config, notifier: Notifier | None = None, transport: object = None
+    ) -> None:
+        """`transport` (an httpx transport) replaces every provider's network: in-process tests."""
         self.config = config
         self.notifier = notifier or Notifier()
         state_dir = config.state_dir()
@@ -140,27 +138,16 @@ class LaneAgent:
             devices = [(driver.device_id, driver.kind) for driver in self.drivers]
             Discovery(config, devices, __version__).attach(self.bus)
         book = OrderBook(state_dir / "orders.sqlite")
-        self.gift_provider = build_gift_provider(config)
-        self.gift = (
-            GiftFlow(
-                self.gift_provider,
-                self.vault,
-                self._emit,
-                journal=RedemptionJournal(book.db),
-            )
-            if self.gift_provider is not None
-            else None
-        )
         ctx = FlowContext(config, self.vault, book, self._emit)
-        self.card = build_card_flow(ctx)
-        built = [self.card, *(build(ctx) for build in FLOW_BUILDERS)]
-        self.flows: list[LaneFlow] = [flow for flow in built if flow is not None]
+        env = ProviderEnv(config.lane.store, config.lane.lane, state_dir, transport)
+        self.flows = build_flows(ctx, env)
+        self.gift = next((f for f in self.flows if isinstance(f, GiftFlow)), None)
+        self.card = next((f for f in self.flows if isinstance(f, CardFlow)), None)
         self.orders = OrderDesk(book, self.flows, self._emit)
-        self.providers: list[Provider] = [flow.provider for flow in self.flows]
+        self.providers: list[Provider] = list(
+            {id(f.provider): f.provider for f in self.flows}.values()
+        )
         on_scan: dict[str, FlowHandler] = {flow.name: flow.on_scan for flow in self.flows}
-        if self.gift is not None and self.gift_provider is not None:
-            self.providers.insert(0, self.gift_provider)
-            on_scan["gift"] = self.gift.on_scan
         routes = config.kind_routes()
         flows = {kind: on_scan[flow] for kind, flow in routes.items() if flow in on_scan}
         self.pipeline = ScanPipeline(

@@ -11,28 +11,19 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from agent import registry
+from agent.errors import LaneError
 from agent.normalise import NormaliserSettings
-from agent.providers.giftlocal import GiftLocalSettings
-from agent.providers.kseries import KSeriesSettings
-from agent.providers.petz import PetzSettings
-from agent.providers.punchh import PunchhSettings
-from agent.providers.sandbox import SandboxSettings
+from agent.registry import FLOW_NAMES, FlowName
+from agent.secrets import read_key
 from drivers.hidpos import HidPosSettings
 from drivers.keyboard import KeyboardSettings
 from drivers.nfc_reader import NfcSettings
 from drivers.serial_port import SerialSettings
-
-# Which provider types can run each flow.
-FLOW_PROVIDERS: dict[str, tuple[str, ...]] = {
-    "gift": ("sandbox", "giftlocal"),
-    "card": ("kseries",),
-    "coupons": ("petz",),
-    "loyalty": ("punchh",),
-}
 
 # Exit status for a configuration the agent cannot run with; the unit does not restart on it.
 EXIT_CONFIG = 2
@@ -115,33 +106,48 @@ DeviceSettings = Annotated[
 DEVICE_TYPES = ("fifo", "evdev", "serial", "hidpos", "nfc")
 
 
-class ProvidersSettings(_Section):
-    """One table per provider this lane talks to; `[flows]` says which flow uses which."""
-
-    sandbox: SandboxSettings | None = None
-    giftlocal: GiftLocalSettings | None = None
-    kseries: KSeriesSettings | None = None
-    petz: PetzSettings | None = None
-    punchh: PunchhSettings | None = None
-
-
-FlowName = Literal["gift", "card", "coupons", "loyalty"]
-FLOW_NAMES: tuple[FlowName, ...] = ("gift", "card", "coupons", "loyalty")
-
-
-class FlowSettings(_Section):
+class FlowSettingsBase(_Section):
     """Which configured provider runs each flow, and which token kinds go to which flow."""
 
-    gift: str | None = Field(
-        None, description="provider for gift vouchers (sandbox, giftlocal); default: sandbox"
-    )
-    card: str | None = Field(None, description="provider for gift card payments (kseries)")
-    coupons: str | None = Field(None, description="provider for coupons (petz)")
-    loyalty: str | None = Field(None, description="provider for loyalty (punchh)")
     routes: dict[str, Literal["gift", "card", "coupons", "loyalty", "none"]] = Field(
         default_factory=dict,
         description='token kind -> flow, overriding the defaults (e.g. phone = "loyalty"; '
         '"none" only publishes the scan)',
+    )
+
+    def provider(self, flow: FlowName) -> str | None:
+        named: str | None = getattr(self, flow)
+        return named
+
+
+# The tables are made from the registry: one optional `[providers.<name>]` per provider, one
+# `[flows]` key per flow. mypy sees their bases, which is what the code reads through.
+if TYPE_CHECKING:
+    ProvidersSettings = _Section
+    FlowSettings = FlowSettingsBase
+else:
+    ProvidersSettings = create_model(
+        "ProvidersSettings",
+        __base__=_Section,
+        __doc__="One table per provider this lane talks to; `[flows]` says which flow uses which.",
+        **{spec.name: (spec.settings | None, None) for spec in registry.PROVIDERS},
+    )
+    FlowSettings = create_model(
+        "FlowSettings",
+        __base__=FlowSettingsBase,
+        __doc__=FlowSettingsBase.__doc__,
+        **{
+            spec.name: (
+                str | None,
+                Field(
+                    None,
+                    description=f"provider for {spec.summary.split(':')[0]} "
+                    f"({', '.join(registry.able(spec.name))})"
+                    + ("; default: sandbox" if spec.name == "gift" else ""),
+                ),
+            )
+            for spec in registry.FLOWS
+        },
     )
 
 
@@ -217,13 +223,18 @@ class Config(_Section):
     def configured_providers(self) -> list[str]:
         return [name for name, value in self.providers if value is not None]
 
+    def provider_settings(self, name: str) -> BaseModel | None:
+        """The `[providers.<name>]` table, if the lane has one."""
+        settings: BaseModel | None = getattr(self.providers, name)
+        return settings
+
     def flow_provider(self, flow: FlowName) -> str | None:
         """The provider running `flow`: the one `[flows]` names, else the only configured
         provider able to run it (so a lane with just `[providers.punchh]` needs no [flows])."""
-        named: str | None = getattr(self.flows, flow)
+        named = self.flows.provider(flow)
         if named is not None:
             return named
-        able = [p for p in self.configured_providers() if p in FLOW_PROVIDERS[flow]]
+        able = [p for p in self.configured_providers() if p in registry.able(flow)]
         return able[0] if len(able) == 1 else None
 
     def kind_routes(self) -> dict[str, FlowName]:
@@ -233,17 +244,7 @@ class Config(_Section):
         def first(*flows: FlowName) -> FlowName | None:
             return next((f for f in flows if f in has), None)
 
-        defaults: dict[str, FlowName | None] = {
-            "gift_voucher_code": first("gift", "card"),
-            "gift_voucher_token": first("gift"),
-            "nfc_uid": first("card"),
-            "loyalty_card": first("loyalty", "card"),
-            "loyalty_user_qr": first("loyalty"),
-            "loyalty_single_scan": first("loyalty"),
-            "loyalty_redemption_code": first("loyalty"),
-            "email": first("loyalty"),
-            "phone": first("coupons", "loyalty"),
-        }
+        defaults = {kind: first(*flows) for kind, flows in registry.ROUTES.items()}
         merged: dict[str, str | None] = {**defaults, **self.flows.routes}
         return {k: cast(FlowName, f) for k, f in merged.items() if f not in (None, "none")}
 
@@ -322,8 +323,8 @@ def _check_flows(config: Config) -> list[str]:
     configured = config.configured_providers()
     known = ", ".join(configured) or "none"
     for flow in FLOW_NAMES:
-        name = getattr(config.flows, flow)
-        able = [p for p in configured if p in FLOW_PROVIDERS[flow]]
+        name = config.flows.provider(flow)
+        able = [p for p in configured if p in registry.able(flow)]
         if name is None and len(able) > 1:
             problems.append(f"flows.{flow}: set it to one of {', '.join(able)}")
         if name is None:
@@ -332,14 +333,29 @@ def _check_flows(config: Config) -> list[str]:
             problems.append(
                 f"flows.{flow}: provider '{name}' is not configured under [providers] ({known})"
             )
-        elif name not in FLOW_PROVIDERS[flow]:
-            fits = ", ".join(FLOW_PROVIDERS[flow])
+        elif name not in registry.able(flow):
+            fits = ", ".join(registry.able(flow))
             problems.append(f"flows.{flow}: provider '{name}' cannot run it (use one of: {fits})")
     for kind, target in config.flows.routes.items():
         if target != "none" and config.flow_provider(target) is None:
             problems.append(
                 f"flows.routes.{kind}: flow '{target}' has no provider (set flows.{target})"
             )
+    return problems
+
+
+def _check_keys(config: Config) -> list[str]:
+    """Read every configured provider's keys as the agent will, so a key file the service user
+    cannot read fails here, not at the first sale."""
+    problems = []
+    for name in config.configured_providers():
+        settings = config.provider_settings(name)
+        assert settings is not None
+        for setting in registry.provider_spec(name).keys:
+            try:
+                read_key(f"providers.{name}", settings, setting)
+            except LaneError as exc:
+                problems.append(exc.message)
     return problems
 
 
@@ -356,7 +372,7 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
     config = parse_config(data)
-    problems = _check_secrets(config) + _check_flows(config)
+    problems = _check_secrets(config) + _check_flows(config) + _check_keys(config)
     if problems:
         raise ConfigError(problems)
     return config

@@ -30,11 +30,12 @@ from typing import TextIO
 import aiomqtt
 
 from agent import __version__
-from agent.app import build_driver, build_gift_provider
+from agent.app import build_driver, build_provider
 from agent.bus import tls_context
 from agent.config import Config, DeviceSettings, FifoDeviceSettings
 from agent.errors import LaneError
 from agent.normalise import Normaliser, escape
+from agent.registry import ProviderEnv
 from agent.secrets import read_secret
 from drivers.base import (
     DriverEvent,
@@ -252,10 +253,15 @@ async def health(config: Config, out: TextIO) -> int:
             report = await driver.check_health(level)
             rows.append((f"device {device_id} ({level.value})", report.ok, report.detail))
     rows.append(("broker", *(await broker_check(config))))
-    provider = build_gift_provider(config)
-    if provider is not None:
+    env = ProviderEnv(config.lane.store, config.lane.lane, config.state_dir())
+    for name in config.configured_providers():
         try:
-            rows.append((f"provider {provider.name}", *(await provider.check_health())))
+            provider = build_provider(config, name, env)
+        except LaneError as exc:
+            rows.append((f"provider {name}", False, exc.message))
+            continue
+        try:
+            rows.append((f"provider {name}", *(await provider.check_health())))
         finally:
             await provider.aclose()
     width = max(len(name) for name, _, _ in rows)

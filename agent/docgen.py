@@ -137,11 +137,13 @@ def config_sections() -> dict[str, str]:
         TlsSettings,
     )
     from agent.normalise import CustomRule, NormaliserSettings
-    from agent.providers.giftlocal import GiftLocalSettings
-    from agent.providers.kseries import KSeriesSettings
-    from agent.providers.petz import PetzSettings
-    from agent.providers.punchh import PunchhSettings
-    from agent.providers.sandbox import SandboxSettings
+    from agent.providers.settings import (
+        GiftLocalSettings,
+        KSeriesSettings,
+        PetzSettings,
+        PunchhSettings,
+        SandboxSettings,
+    )
     from drivers.hidpos import HidPosSettings
     from drivers.keyboard import KeyboardSettings
     from drivers.nfc_reader import NfcSettings

@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import BaseModel
+
+from agent.errors import ErrorCode, ProviderError
+
 
 class Secret:
     """A secret value that never prints itself, so it cannot leak through logs or reprs."""
@@ -38,4 +42,44 @@ def read_secret(path: Path | None, credential: str) -> Secret | None:
         path = credential_path(credential)
         if path is None:
             return None
-    return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
+    try:
+        return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ProviderError(
+            ErrorCode.NOT_CONFIGURED, f"{credential}: {path}: {reason or type(exc).__name__}"
+        ) from None
+
+
+def credential_for(section: str, setting: str) -> str:
+    """The systemd credential standing in for a `*_file` setting: `providers.giftlocal` and
+    `api_key_file` give `giftlocal_api_key`."""
+    return f"{section.rsplit('.', 1)[-1]}_{setting.removesuffix('_file')}"
+
+
+def read_key(section: str, settings: BaseModel, setting: str) -> Secret:
+    """The key a provider cannot work without, from the file `setting` names or else from its
+    systemd credential. Every provider reads its keys here and `check-config` reads them all,
+    so a missing, unreadable or empty key is one line naming the setting, never a traceback.
+    Raises `ProviderError(not_configured)`."""
+    where = f"{section}.{setting}"
+    credential = credential_for(section, setting)
+    path: Path | None = getattr(settings, setting)
+    if path is None:
+        path = credential_path(credential)
+        if path is None:
+            raise ProviderError(
+                ErrorCode.NOT_CONFIGURED,
+                f"{where}: key missing: set it to the key's file, or LoadCredential={credential}",
+            )
+        where = f"{where} (credential {credential})"
+    try:
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ProviderError(ErrorCode.NOT_CONFIGURED, f"{where}: {path}: {reason}") from None
+    except UnicodeDecodeError:
+        raise ProviderError(ErrorCode.NOT_CONFIGURED, f"{where}: {path}: not UTF-8 text") from None
+    if not value.strip():
+        raise ProviderError(ErrorCode.NOT_CONFIGURED, f"{where}: {path}: the file is empty")
+    return Secret(value)

@@ -110,8 +110,8 @@ class LoyaltyDiscountsData(_Payload):
     lines: list[DiscountLine]
     failures: list[RedemptionFailure] = Field(description="basket items refused, with reasons")
     total: int = Field(ge=0, description="minor units the lines take off the order")
-    punchh_key: str = Field(description="the order's 12-digit receipt key")
-    barcode: str = Field(description="the EAN-13 to print: `punchh_key` + check digit")
+    receipt_key: str = Field(description="the order's receipt key (Punchh: 12 digits)")
+    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
 
 
 class LoyaltyStaleData(_Payload):
@@ -129,8 +129,8 @@ class LoyaltyReceiptData(_Payload):
 
     order_id: str
     provider: str
-    punchh_key: str
-    barcode: str = Field(description="the EAN-13 to print: `punchh_key` + check digit")
+    receipt_key: str
+    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
     checked_in: bool = Field(description="the guest earned for this order (check-in sent)")
     points_earned: int | None = None
 

@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.config import Config, FlowName
+from agent.config import Config
 from agent.contract import Event
 from agent.flows.orders import OrderFlow
 from agent.normalise import Token
 from agent.orders import OrderBook
+from agent.registry import FlowName
 from agent.tokens import TokenVault
 
 Handler = Callable[[Any], Awaitable[Any]]

@@ -13,7 +13,7 @@ payments are kept with the order: `order.void` reverses them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Final
 
 from pydantic import BaseModel
 
@@ -36,14 +36,13 @@ from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.normalise import Token
-from agent.orders import Order, OrderBook
+from agent.orders import Order
 from agent.providers.cards import CardProvider, CardRedemption
-from agent.providers.kseries import KSeriesCardProvider
-from agent.tokens import TokenVault, display
+from agent.tokens import display
 
 log = logging.getLogger(__name__)
 
-FLOW = "card"
+FLOW: Final = "card"
 
 
 class CardPayments(BaseModel):
@@ -65,23 +64,14 @@ class CardPayments(BaseModel):
 class CardFlow:
     name = FLOW
 
-    def __init__(
-        self,
-        provider: CardProvider,
-        vault: TokenVault,
-        book: OrderBook,
-        emit: Callable[[Event], None],
-        *,
-        kinds: frozenset[str],
-        reference_prefix: str,
-    ) -> None:
+    def __init__(self, provider: CardProvider, ctx: FlowContext) -> None:
         self.provider = provider
         # request ids are unique per POS, not per card backend: the lane makes them global.
-        self._prefix = reference_prefix
-        self._vault = vault
-        self._book = book
-        self._emit = emit
-        self._kinds = kinds
+        self._prefix = ctx.lane_ref
+        self._vault = ctx.vault
+        self._book = ctx.book
+        self._emit = ctx.emit
+        self._kinds = ctx.kinds(FLOW)
 
     async def on_scan(self, token: Token, token_id: str) -> None:
         """Look the card up so the POS can show its balance before anyone asks to pay."""
@@ -343,17 +333,3 @@ class CardFlow:
 
     def _state(self, order: Order) -> CardPayments:
         return self._book.flow_state(order.order_id, FLOW, CardPayments) or CardPayments()
-
-
-def build(ctx: FlowContext) -> CardFlow | None:
-    settings = ctx.config.providers.kseries
-    if settings is None or ctx.config.flow_provider("card") != "kseries":
-        return None
-    return CardFlow(
-        KSeriesCardProvider(settings),
-        ctx.vault,
-        ctx.book,
-        ctx.emit,
-        kinds=ctx.kinds("card"),
-        reference_prefix=ctx.lane_ref,
-    )

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from typing import Final
 
 from pydantic import BaseModel
 
@@ -44,19 +44,18 @@ from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.normalise import Token
-from agent.orders import Order, OrderBook, OrderSnapshot, OrderStatus
+from agent.orders import Order, OrderSnapshot, OrderStatus
 from agent.providers.coupons import (
     CouponAuthorization,
     CouponCapture,
     CouponProvider,
     OrderState,
 )
-from agent.providers.petz import PetzCouponProvider
-from agent.tokens import TokenVault, display
+from agent.tokens import display
 
 log = logging.getLogger(__name__)
 
-FLOW = "coupons"
+FLOW: Final = "coupons"
 
 
 def _digest(value: object) -> str:
@@ -92,22 +91,13 @@ class CouponState(BaseModel):
 class CouponFlow:
     name = FLOW
 
-    def __init__(
-        self,
-        provider: CouponProvider,
-        vault: TokenVault,
-        book: OrderBook,
-        emit: Callable[[Event], None],
-        *,
-        kinds: frozenset[str],
-        device_ref: str,
-    ) -> None:
+    def __init__(self, provider: CouponProvider, ctx: FlowContext) -> None:
         self.provider = provider
-        self._vault = vault
-        self._book = book
-        self._emit = emit
-        self._kinds = kinds
-        self._device_ref = device_ref
+        self._vault = ctx.vault
+        self._book = ctx.book
+        self._emit = ctx.emit
+        self._kinds = ctx.kinds(FLOW)
+        self._device_ref = provider.device_ref
         # One order at a time: PETZ calls and their state changes never interleave (a phone
         # scan runs beside requests, and a stale order sync must not drop a new customer).
         self._lock = asyncio.Lock()
@@ -382,17 +372,3 @@ class CouponFlow:
 
     def _save(self, order: Order, state: CouponState) -> None:
         self._book.save_flow_state(order.order_id, FLOW, state)
-
-
-def build(ctx: FlowContext) -> CouponFlow | None:
-    settings = ctx.config.providers.petz
-    if settings is None or ctx.config.flow_provider("coupons") != "petz":
-        return None
-    return CouponFlow(
-        PetzCouponProvider(settings),
-        ctx.vault,
-        ctx.book,
-        ctx.emit,
-        kinds=ctx.kinds("coupons"),
-        device_ref=settings.device_ref_for(ctx.config.lane.lane),
-    )

@@ -9,7 +9,7 @@ provider.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Final
 
 from agent.contract import (
     ErrorBody,
@@ -23,15 +23,20 @@ from agent.contract import (
     GiftValidateParams,
     RedeemResult,
     ReverseResult,
+    StepOutcome,
     ValidateResult,
 )
 from agent.errors import ErrorCode, LaneError, ProviderError
+from agent.flows.base import FlowContext, Handler
 from agent.journal import IntentState, RedemptionJournal
 from agent.normalise import Kind, Token
+from agent.orders import Order
 from agent.providers.base import GiftProvider, GiftRef, GiftStatus, GiftType, Redemption
-from agent.tokens import TokenVault, display
+from agent.tokens import display
 
 log = logging.getLogger(__name__)
+
+FLOW: Final = "gift"
 
 # The transaction id of a redemption known only from the gift's balance (its answer was lost).
 UNCONFIRMED = "unconfirmed:"
@@ -46,20 +51,32 @@ def gift_ref(token: Token) -> GiftRef:
 
 
 class GiftFlow:
-    def __init__(
-        self,
-        provider: GiftProvider,
-        vault: TokenVault,
-        emit: Callable[[Event], None],
-        *,
-        journal: RedemptionJournal,
-        location: str | None = None,
-    ) -> None:
+    name = FLOW
+
+    def __init__(self, provider: GiftProvider, ctx: FlowContext) -> None:
         self.provider = provider
-        self._journal = journal
-        self._vault = vault
-        self._emit = emit
-        self._location = location
+        self._journal = RedemptionJournal(ctx.book.db)
+        self._vault = ctx.vault
+        self._emit = ctx.emit
+        # The provider redeems at the location its settings name (the lane's store by default).
+        self._location: str | None = None
+
+    def handlers(self) -> dict[str, Handler]:
+        """None of its own: the POS redeems with the gift ops, which the app dispatches by the
+        token's flow."""
+        return {}
+
+    async def on_update(self, order: Order) -> None:
+        """A voucher is redeemed when the POS asks; the order's changes do not touch it."""
+
+    async def on_paid(self, order: Order) -> list[StepOutcome]:
+        return []
+
+    async def on_void(self, order: Order) -> list[StepOutcome]:
+        return []
+
+    async def on_abandoned(self, order: Order) -> list[StepOutcome]:
+        return []
 
     async def on_scan(self, token: Token, token_id: str) -> None:
         """Validate a freshly scanned gift and tell the POS what it is worth."""

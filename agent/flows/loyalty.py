@@ -4,7 +4,7 @@ check in and store the receipt details; `order.void` unlocks the basket and comm
 
 What Punchh needs kept per order lives in the order book (`LoyaltyState`), written before any
 call depends on it: one `external_uid` (locks the basket, makes a repeated commit or check-in
-safe), one `punchh_key` (every call, and the printed barcode), and the last check's snapshot and
+safe), one receipt key (every call, and the printed barcode), and the last check's snapshot and
 `receipt_datetime`, which the commit resends so its `line_items` are byte-identical.
 
 The POS adds the granted discounts to its order as lines whose id starts with `loyalty:`. The
@@ -42,7 +42,7 @@ from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.normalise import Token
-from agent.orders import Order, OrderBook, OrderLine, OrderSnapshot
+from agent.orders import Order, OrderLine, OrderSnapshot
 from agent.providers.loyalty import (
     Discount,
     Guest,
@@ -52,9 +52,7 @@ from agent.providers.loyalty import (
     RedemptionOutcome,
     Selection,
 )
-from agent.providers.punchh import SEARCH_PARAMS, PunchhLoyaltyProvider
-from agent.providers.punchh_key import ean13
-from agent.tokens import TokenVault, display, mask
+from agent.tokens import display, mask
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +77,7 @@ class LoyaltyState(BaseModel):
     """One order's loyalty transaction (flow state in the order book)."""
 
     external_uid: str
-    punchh_key: str
+    receipt_key: str
     guest: Guest | None = None
     locked: bool = False  # a selection was sent: the basket may be locked to external_uid
     # The request whose selections Punchh put in the basket: sent again (its answer lost in a
@@ -128,7 +126,7 @@ def hide_code(item: _Item) -> _Item:
 
 async def write_once_more(call: Callable[[], Awaitable[_T]]) -> _T:
     """A write whose answer was lost is sent once more, unchanged. The commit and the check-in
-    carry the order's external_uid and receipt details its punchh_key, so Punchh does not apply
+    carry the order's external_uid and receipt details its receipt key, so Punchh does not apply
     the repeat twice (UNCERTAIN for the real commit; the simulator answers the first result)."""
     try:
         return await call()
@@ -142,20 +140,12 @@ async def write_once_more(call: Callable[[], Awaitable[_T]]) -> _T:
 class LoyaltyFlow:
     name = FLOW
 
-    def __init__(
-        self,
-        provider: LoyaltyProvider,
-        vault: TokenVault,
-        book: OrderBook,
-        emit: Callable[[Event], None],
-        *,
-        kinds: frozenset[str],
-    ) -> None:
+    def __init__(self, provider: LoyaltyProvider, ctx: FlowContext) -> None:
         self.provider = provider
-        self._vault = vault
-        self._book = book
-        self._emit = emit
-        self._kinds = kinds
+        self._vault = ctx.vault
+        self._book = ctx.book
+        self._emit = ctx.emit
+        self._kinds = provider.identifier_kinds
         # order id → the identifier that found its guest, in clear for the check-in: memory only.
         self._identifiers: dict[str, Token] = {}
         # Scans, requests and order hooks all change an order's state: one at a time.
@@ -199,7 +189,7 @@ class LoyaltyFlow:
                             guest,
                             base,
                             external_uid=state.external_uid,
-                            punchh_key=state.punchh_key,
+                            receipt_key=state.receipt_key,
                         )
                         discounts = [hide_code(d) for d in found]
                     except LaneError as exc:
@@ -291,7 +281,7 @@ class LoyaltyFlow:
             state.guest,
             base,
             external_uid=state.external_uid,
-            punchh_key=state.punchh_key,
+            receipt_key=state.receipt_key,
             transaction_no=order_id,
             receipt_datetime=when,
         )
@@ -313,8 +303,8 @@ class LoyaltyFlow:
             ],
             failures=[hide_code(f) for f in result.failures],
             total=result.total,
-            punchh_key=state.punchh_key,
-            barcode=ean13(state.punchh_key),
+            receipt_key=state.receipt_key,
+            barcode=self.provider.receipt_barcode(state.receipt_key),
         )
         log.info(
             "loyalty check on order %s: %d off, %d refused",
@@ -377,8 +367,8 @@ class LoyaltyFlow:
         receipt = LoyaltyReceiptData(
             order_id=order.order_id,
             provider=self.provider.name,
-            punchh_key=state.punchh_key,
-            barcode=ean13(state.punchh_key),
+            receipt_key=state.receipt_key,
+            barcode=self.provider.receipt_barcode(state.receipt_key),
             checked_in=state.checked_in,
             points_earned=state.points_earned,
         )
@@ -407,7 +397,7 @@ class LoyaltyFlow:
                         guest,
                         check.snapshot,
                         external_uid=state.external_uid,
-                        punchh_key=state.punchh_key,
+                        receipt_key=state.receipt_key,
                         transaction_no=order_id,
                         receipt_datetime=check.receipt_datetime,
                     )
@@ -446,7 +436,7 @@ class LoyaltyFlow:
                     lambda: self.provider.checkin(
                         (token.kind, token.value),
                         base,
-                        punchh_key=state.punchh_key,
+                        receipt_key=state.receipt_key,
                         external_uid=state.external_uid,
                         transaction_no=order_id,
                         discounts=discounts,
@@ -467,14 +457,14 @@ class LoyaltyFlow:
         base: OrderSnapshot,
         discounts: Sequence[RedemptionLine],
     ) -> StepOutcome:
-        what = f"receipt details (punchh key {state.punchh_key})"
+        what = f"receipt details (receipt key {state.receipt_key})"
         if not state.receipt_sent:
             paid_at = state.paid_at
             try:
                 await write_once_more(
                     lambda: self.provider.receipt_details(
                         base,
-                        punchh_key=state.punchh_key,
+                        receipt_key=state.receipt_key,
                         transaction_no=order_id,
                         discounts=discounts,
                         receipt_datetime=paid_at,
@@ -540,23 +530,10 @@ class LoyaltyFlow:
             external_uid = str(uuid.uuid4())
             state = LoyaltyState(
                 external_uid=external_uid,
-                punchh_key=await self.provider.receipt_key(external_uid),
+                receipt_key=await self.provider.receipt_key(external_uid),
             )
             self._save(order.order_id, state)
         return state
 
     def _save(self, order_id: str, state: LoyaltyState) -> None:
         self._book.save_flow_state(order_id, FLOW, state)
-
-
-def build(ctx: FlowContext) -> LoyaltyFlow | None:
-    settings = ctx.config.providers.punchh
-    if settings is None or ctx.config.flow_provider("loyalty") != "punchh":
-        return None
-    return LoyaltyFlow(
-        PunchhLoyaltyProvider(settings),
-        ctx.vault,
-        ctx.book,
-        ctx.emit,
-        kinds=frozenset(SEARCH_PARAMS),
-    )

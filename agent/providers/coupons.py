@@ -108,6 +108,8 @@ class CouponProvider(Protocol):
     """
 
     name: str
+    device_ref: str
+    """How the backend knows this register (lane)."""
 
     async def set_customer(
         self, phone: str, *, order: OrderSnapshot, device_ref: str

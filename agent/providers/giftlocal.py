@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, TypeVar
-from uuid import UUID
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ErrorCode, ProviderError
 from agent.providers.base import (
@@ -37,8 +36,10 @@ from agent.providers.base import (
     Redemption,
     Reversal,
 )
-from agent.providers.http import HttpProviderSettings, ProviderClient, error_message
-from agent.secrets import read_secret
+from agent.providers.http import ProviderClient, error_message
+from agent.providers.settings import GiftLocalSettings
+from agent.registry import ProviderEnv
+from agent.secrets import read_key
 from agent.tokens import mask
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ _T = TypeVar("_T")
 
 NAME: Final = "giftlocal"
 LABEL: Final = "Gift Local"
-CREDENTIAL: Final = "giftlocal_api_key"
 
 VALIDATE_PATH: Final = "/api/integration/redemption/validate-gift"
 REDEEM_PATH: Final = "/api/integration/redemption/redeem-gift"
@@ -148,33 +148,6 @@ def json_number(value: Decimal) -> int | float:
     return number
 
 
-class GiftLocalSettings(HttpProviderSettings):
-    """The `[providers.giftlocal]` table. At most one of the two location keys: without either,
-    the lane's store id is sent as `pointOfSaleSystemOrganizationIdentifier`."""
-
-    organization_id: UUID | None = Field(
-        None, description="Gift Local location GUID, sent as organizationID"
-    )
-    pos_location_id: str | None = Field(
-        None,
-        min_length=1,
-        description="this POS's location id as registered at Gift Local, sent as "
-        "pointOfSaleSystemOrganizationIdentifier",
-    )
-    currency: str = Field(
-        "USD",
-        pattern=r"^[A-Z]{3}$",
-        description="the account's currency: scales redeem amounts for a gift this process "
-        "has not validated (Gift Local amounts carry no currency)",
-    )
-
-    @model_validator(mode="after")
-    def _one_location(self) -> GiftLocalSettings:
-        if self.organization_id is not None and self.pos_location_id is not None:
-            raise ValueError("set organization_id or pos_location_id, not both")
-        return self
-
-
 # -- wire models: Gift Local's response field names, in one place (UNCERTAIN beyond the four the
 # seed names: voucher.isRedeemable, voucherEligibleValue, voucherEligibleItemQuantity,
 # voucherPresentValueDescription) ---------------------------------------------------------------
@@ -232,23 +205,20 @@ class GiftLocalProvider:
 
     name = NAME
 
-    def __init__(self, settings: GiftLocalSettings) -> None:
+    def __init__(
+        self, settings: GiftLocalSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         """Read the API key now, so a missing one stops start-up with a clear message."""
-        try:
-            key = read_secret(settings.api_key_file, CREDENTIAL)
-        except OSError as exc:
-            raise ProviderError(
-                ErrorCode.NOT_CONFIGURED, f"{LABEL} API key file unreadable: {exc}"
-            ) from exc
-        if key is None or not key.reveal():
-            raise ProviderError(
-                ErrorCode.NOT_CONFIGURED,
-                f"{LABEL} API key missing: set providers.giftlocal.api_key_file "
-                f"or LoadCredential={CREDENTIAL}",
-            )
+        key = read_key(f"providers.{NAME}", settings, "api_key_file")
         self._settings = settings
-        self._client = ProviderClient(LABEL, settings, headers={"Authorization": key.reveal()})
+        self._client = ProviderClient(
+            LABEL, settings, headers={"Authorization": key.reveal()}, transport=transport
+        )
         self._kinds: dict[str, _Kind] = {}
+
+    @classmethod
+    def create(cls, settings: GiftLocalSettings, env: ProviderEnv) -> GiftLocalProvider:
+        return cls(settings, transport=env.transport)
 
     async def validate(self, ref: GiftRef, *, location: str | None) -> GiftStatus:
         """Look the gift up; success does not mean redeemable (see `GiftStatus.is_redeemable`)."""

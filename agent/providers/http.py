@@ -20,13 +20,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from agent.errors import ErrorCode, ProviderError
+from agent.providers.settings import HttpProviderSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +34,6 @@ log = logging.getLogger(__name__)
 MAYBE_APPLIED = frozenset({500, 502, 504})
 # After a failure to connect, calls fail at once for this long before the next one tries.
 OFFLINE_RETRY = 5.0
-
-
-class HttpProviderSettings(BaseModel):
-    """Keys every remote provider table shares; adapters subclass it with their own keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: HttpUrl
-    api_key_file: Path | None = Field(
-        None,
-        description="file holding the API key; default: the systemd credential named "
-        "`<provider>_api_key`",
-    )
-    timeout: float = Field(
-        8.0, gt=0, le=120, description="seconds for a whole call, answer included"
-    )
-    connect_timeout: float = Field(3.0, gt=0, le=60)
 
 
 class ProviderClient:

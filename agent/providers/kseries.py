@@ -32,13 +32,14 @@ from agent.providers.cards import (
     CardStatus,
     RedemptionStatus,
 )
-from agent.providers.http import HttpProviderSettings, ProviderClient, error_message
-from agent.secrets import read_secret
+from agent.providers.http import ProviderClient, error_message
+from agent.providers.settings import KSeriesSettings
+from agent.registry import ProviderEnv
+from agent.secrets import read_key
 
 log = logging.getLogger(__name__)
 
 NAME: Final = "kseries"
-CREDENTIAL: Final = "kseries_api_key"
 # How messages name the backend to a cashier.
 DISPLAY_NAME: Final = "Gift card service"
 
@@ -78,20 +79,6 @@ _STATUS_ERRORS: Final[dict[int, ErrorCode]] = {
     403: ErrorCode.NOT_CONFIGURED,
     429: ErrorCode.PROVIDER_UNAVAILABLE,
 }
-
-
-class KSeriesSettings(HttpProviderSettings):
-    """The `[providers.kseries]` table."""
-
-    payment_method_code: str = Field(
-        min_length=1,
-        max_length=64,
-        description="the gift card payment method code set up in the K-Series Back Office; "
-        "the POS passes it to pos_addPayment",
-    )
-    currency: str = Field(
-        "USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of the lane's card payments"
-    )
 
 
 def normalise_card_number(value: str) -> str:
@@ -220,17 +207,7 @@ class KSeriesCardProvider:
     def __init__(
         self, settings: KSeriesSettings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        try:
-            key = read_secret(settings.api_key_file, CREDENTIAL)
-        except OSError as exc:
-            raise ProviderError(
-                ErrorCode.NOT_CONFIGURED, f"{NAME}: cannot read api_key_file: {exc.strerror}"
-            ) from exc
-        if key is None:
-            raise ProviderError(
-                ErrorCode.NOT_CONFIGURED,
-                f"{NAME}: no API key; set api_key_file or LoadCredential={CREDENTIAL}",
-            )
+        key = read_key(f"providers.{NAME}", settings, "api_key_file")
         self.payment_method_code = settings.payment_method_code
         self.currency = settings.currency
         self._base_url = str(settings.base_url)
@@ -240,6 +217,10 @@ class KSeriesCardProvider:
             headers={"Authorization": f"Bearer {key.reveal()}", "Accept": "application/json"},
             transport=transport,
         )
+
+    @classmethod
+    def create(cls, settings: KSeriesSettings, env: ProviderEnv) -> KSeriesCardProvider:
+        return cls(settings, transport=env.transport)
 
     async def balance(self, card_number: str) -> CardBalance:
         """The card's balance and status; found is not redeemable (see `is_redeemable`)."""

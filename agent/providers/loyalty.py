@@ -120,13 +120,19 @@ class LoyaltyProvider(Protocol):
     receipt details. Raise `agent.errors.ProviderError` with a vocabulary code.
 
     `external_uid` is one stable id per lane transaction: it locks the basket to it and makes
-    retries of a commit or a check-in safe. `punchh_key` is the receipt key from `receipt_key`,
+    retries of a commit or a check-in safe. `receipt_key` is the key from `receipt_key()`,
     the same for every call about one check and printed on the receipt.
     """
 
     name: str
+    identifier_kinds: frozenset[str]
+    """The token kinds `find_guest` can look a guest up by."""
 
     async def receipt_key(self, check_id: str) -> str: ...
+
+    def receipt_barcode(self, receipt_key: str) -> str:
+        """What the receipt prints for `receipt_key`, for scanning it later to earn."""
+        ...
 
     async def find_guest(self, identifier_kind: str, value: str) -> Guest: ...
 
@@ -136,7 +142,7 @@ class LoyaltyProvider(Protocol):
         order: OrderSnapshot,
         *,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         receipt_datetime: datetime | None = None,
     ) -> list[Discount]: ...
 
@@ -154,7 +160,7 @@ class LoyaltyProvider(Protocol):
         order: OrderSnapshot,
         *,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         receipt_datetime: datetime | None = None,
     ) -> RedemptionOutcome: ...
@@ -165,7 +171,7 @@ class LoyaltyProvider(Protocol):
         order: OrderSnapshot,
         *,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         receipt_datetime: datetime | None = None,
     ) -> RedemptionOutcome: ...
@@ -179,7 +185,7 @@ class LoyaltyProvider(Protocol):
         guest_identifier: tuple[str, str],
         order: OrderSnapshot,
         *,
-        punchh_key: str,
+        receipt_key: str,
         external_uid: str,
         transaction_no: str,
         discounts: Sequence[RedemptionLine] = (),
@@ -190,7 +196,7 @@ class LoyaltyProvider(Protocol):
         self,
         order: OrderSnapshot,
         *,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         discounts: Sequence[RedemptionLine] = (),
         receipt_datetime: datetime | None = None,

@@ -36,14 +36,15 @@ from agent.providers.coupons import (
     OrderState,
     WalletCoupon,
 )
-from agent.providers.http import HttpProviderSettings, ProviderClient, error_message
-from agent.secrets import read_secret
+from agent.providers.http import ProviderClient, error_message
+from agent.providers.settings import PetzSettings
+from agent.registry import ProviderEnv
+from agent.secrets import read_key
 from agent.tokens import mask
 
 log = logging.getLogger(__name__)
 
 NAME: Final = "petz"
-API_KEY_CREDENTIAL: Final = "petz_api_key"
 
 CUSTOMER_PATH: Final = "/posface/customer/set/"
 ORDER_PATH: Final = "/posface/order/set/"
@@ -101,29 +102,6 @@ REJECTIONS: Final[Mapping[str, CouponRejection]] = {
     "fully_discounted": CouponRejection.FULLY_DISCOUNTED,
 }
 """PETZ's `reason_code` of a coupon it did not apply; any other code is `not_applicable`."""
-
-
-class PetzSettings(HttpProviderSettings):
-    """`[providers.petz]`: where PETZ is and how this register is known to it."""
-
-    device_ref: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        description="this register's reference at PETZ (`/posface/register/set/`); "
-        "default: the lane id",
-    )
-    capture_path: Literal["/posface/auth/capture/", "/posface/auth/redeem/"] = Field(
-        "/posface/auth/capture/",
-        description="the course names both paths for capturing an authorization (UNCERTAIN "
-        "which is live)",
-    )
-    currency_decimals: int = Field(
-        2, ge=0, le=3, description="decimal places of the store currency (PETZ sends decimals)"
-    )
-
-    def device_ref_for(self, lane: str) -> str:
-        return self.device_ref or lane
 
 
 # -- wire format --------------------------------------------------------------------------------
@@ -307,14 +285,16 @@ class PetzCouponProvider:
 
     name = NAME
 
-    def __init__(self, settings: PetzSettings) -> None:
-        key = read_secret(settings.api_key_file, API_KEY_CREDENTIAL)
-        if key is None:
-            raise ProviderError(
-                ErrorCode.NOT_CONFIGURED,
-                "PETZ API key missing: set providers.petz.api_key_file or "
-                f"LoadCredential={API_KEY_CREDENTIAL}",
-            )
+    def __init__(
+        self,
+        settings: PetzSettings,
+        *,
+        device_ref: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = read_key(f"providers.{NAME}", settings, "api_key_file")
+        self.device_ref = settings.device_ref or device_ref or NAME
+        """How PETZ knows this register: the configured one, else the lane id."""
         self._settings = settings
         self._decimals = settings.currency_decimals
         self._client = ProviderClient(
@@ -324,11 +304,12 @@ class PetzCouponProvider:
                 "Authorization": f"{AUTH_SCHEME} {key.reveal()}",
                 "Accept": "application/json",
             },
+            transport=transport,
         )
 
     @classmethod
-    def from_settings(cls, settings: PetzSettings) -> PetzCouponProvider:
-        return cls(settings)
+    def create(cls, settings: PetzSettings, env: ProviderEnv) -> PetzCouponProvider:
+        return cls(settings, device_ref=env.lane, transport=env.transport)
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -24,18 +24,17 @@ import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent import __version__
 from agent.errors import ErrorCode, ProviderError
 from agent.orders import OrderSnapshot
 from agent.providers import punchh_key
-from agent.providers.http import HttpProviderSettings, ProviderClient, error_message
+from agent.providers.http import ProviderClient, error_message
 from agent.providers.loyalty import (
     Basket,
     CheckinResult,
@@ -46,14 +45,14 @@ from agent.providers.loyalty import (
     RedemptionOutcome,
     Reward,
 )
-from agent.secrets import Secret, read_secret
+from agent.providers.settings import PunchhSettings
+from agent.registry import ProviderEnv
+from agent.secrets import read_key
 from agent.tokens import mask
 
 log = logging.getLogger(__name__)
 
 NAME: Final = "punchh"
-LOCATION_KEY_CREDENTIAL: Final = "punchh_location_key"
-BUSINESS_KEY_CREDENTIAL: Final = "punchh_business_key"
 
 SEARCH_PARAMS: Final[Mapping[str, str]] = {
     "phone": "phone",
@@ -95,54 +94,6 @@ TAX_ITEM_ID: Final = 0
 PAYMENT_ITEM_ID: Final = 0
 """`menu_item_id` of the tax (T) and payment (P) lines: Punchh matches offers against menu (M)
 items only, so these ids carry no meaning (UNCERTAIN)."""
-
-
-class PunchhSettings(HttpProviderSettings):
-    """`[providers.punchh]`: the store's Punchh host and the POS identity Punchh issued."""
-
-    location_key_file: Path | None = Field(
-        None,
-        description="file holding the location (API) key; default: the systemd credential "
-        f"`{LOCATION_KEY_CREDENTIAL}`",
-    )
-    business_key_file: Path | None = Field(
-        None,
-        description="file holding the business key; default: the systemd credential "
-        f"`{BUSINESS_KEY_CREDENTIAL}`",
-    )
-    integrator: str = Field(
-        "LaneAgent",
-        pattern=r"^[A-Za-z0-9._-]{1,64}$",
-        description="integrator name registered with Punchh, the first part of the User-Agent",
-    )
-    pos_type: str = Field(
-        "Proprietary POS", min_length=1, max_length=64, description="`pos_type` on check-ins"
-    )
-    pos_version: str = Field(
-        __version__, min_length=1, max_length=32, description="`pos_version` on check-ins"
-    )
-    channel: Literal["pos", "kiosk", "online_order", "web", "mobile", "dashboard", "chatbot"] = (
-        "pos"
-    )
-    short_key: int | None = Field(
-        None,
-        ge=0,
-        le=punchh_key.MAX_SHORT_KEY,
-        description="13-bit location short key for receipt keys; default: read from "
-        "GET /api/pos/locations/configuration",
-    )
-    currency_decimals: int = Field(
-        2, ge=0, le=3, description="decimal places of the store currency (Punchh sends decimals)"
-    )
-
-    @model_validator(mode="after")
-    def _no_api_key_file(self) -> PunchhSettings:
-        if self.api_key_file is not None:
-            raise ValueError(
-                "punchh takes two keys: set location_key_file and business_key_file, "
-                "not api_key_file"
-            )
-        return self
 
 
 # -- money and order data --------------------------------------------------------------------
@@ -346,16 +297,6 @@ class _ApiLocation(_Api):
 _A = TypeVar("_A", bound=_Api)
 
 
-def _secret(path: Path | None, setting: str, credential: str) -> Secret:
-    secret = read_secret(path, credential)
-    if secret is None:
-        raise ProviderError(
-            ErrorCode.NOT_CONFIGURED,
-            f"Punchh key missing: set providers.punchh.{setting} or LoadCredential={credential}",
-        )
-    return secret
-
-
 def classify(status: int, message: str) -> ErrorCode:
     """The vocabulary code for a Punchh refusal (any status from 300 to 499)."""
     if status < 400:
@@ -372,14 +313,13 @@ class PunchhLoyaltyProvider:
     """One store location's Punchh POS API client (`LoyaltyProvider`)."""
 
     name = NAME
+    identifier_kinds = frozenset(SEARCH_PARAMS)
 
-    def __init__(self, settings: PunchhSettings) -> None:
-        location_key = _secret(
-            settings.location_key_file, "location_key_file", LOCATION_KEY_CREDENTIAL
-        )
-        business_key = _secret(
-            settings.business_key_file, "business_key_file", BUSINESS_KEY_CREDENTIAL
-        )
+    def __init__(
+        self, settings: PunchhSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        location_key = read_key(f"providers.{NAME}", settings, "location_key_file")
+        business_key = read_key(f"providers.{NAME}", settings, "business_key_file")
         self._settings = settings
         self._decimals = settings.currency_decimals
         self._short_key = settings.short_key
@@ -392,11 +332,12 @@ class PunchhLoyaltyProvider:
                 "User-Agent": f"{settings.integrator}/{INTEGRATION_TYPE}/{__version__}",
                 "Accept": "application/json",
             },
+            transport=transport,
         )
 
     @classmethod
-    def from_settings(cls, settings: PunchhSettings) -> PunchhLoyaltyProvider:
-        return cls(settings)
+    def create(cls, settings: PunchhSettings, env: ProviderEnv) -> PunchhLoyaltyProvider:
+        return cls(settings, transport=env.transport)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -501,7 +442,7 @@ class PunchhLoyaltyProvider:
         order: OrderSnapshot,
         discounts: Sequence[RedemptionLine],
         *,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         when: datetime | None,
     ) -> dict[str, Any]:
@@ -509,7 +450,7 @@ class PunchhLoyaltyProvider:
         subtotal, payable = receipt_amounts(order, discounts)
         return {
             "transaction_no": transaction_no,
-            "punchh_key": punchh_key,
+            "punchh_key": receipt_key,
             "receipt_datetime": iso_datetime(when),
             "amount": self._amount(subtotal),
             "subtotal_amount": self._amount(subtotal),
@@ -551,6 +492,10 @@ class PunchhLoyaltyProvider:
             short_key = (await self._location()).short_key
         return punchh_key.KEY_GENERATOR(check_id, short_key)
 
+    def receipt_barcode(self, receipt_key: str) -> str:
+        """Punchh prints the key as an EAN-13: the 12 digits and their check digit."""
+        return punchh_key.ean13(receipt_key)
+
     async def find_guest(self, identifier_kind: str, value: str) -> Guest:
         param, clear = self._identifier(identifier_kind, value)
         response = await self._call(
@@ -564,14 +509,14 @@ class PunchhLoyaltyProvider:
         order: OrderSnapshot,
         *,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         receipt_datetime: datetime | None = None,
     ) -> list[Discount]:
         body = {
             "user_id": self._user_id(guest),
             **self._order_amounts(order, receipt_datetime),
             "line_items": line_items(order, self._decimals),
-            "punchh_key": punchh_key,
+            "punchh_key": receipt_key,
             "external_uid": external_uid,
         }
         response = await self._call(
@@ -619,7 +564,7 @@ class PunchhLoyaltyProvider:
         *,
         query: bool,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         when: datetime | None,
     ) -> RedemptionOutcome:
@@ -627,7 +572,7 @@ class PunchhLoyaltyProvider:
             "user_id": self._user_id(guest),
             **self._order_amounts(order, when),
             "line_items": line_items(order, self._decimals),
-            "punchh_key": punchh_key,
+            "punchh_key": receipt_key,
             "transaction_no": transaction_no,
             "external_uid": external_uid,
         }
@@ -668,7 +613,7 @@ class PunchhLoyaltyProvider:
         order: OrderSnapshot,
         *,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         receipt_datetime: datetime | None = None,
     ) -> RedemptionOutcome:
@@ -678,7 +623,7 @@ class PunchhLoyaltyProvider:
             order,
             query=True,
             external_uid=external_uid,
-            punchh_key=punchh_key,
+            receipt_key=receipt_key,
             transaction_no=transaction_no,
             when=receipt_datetime,
         )
@@ -689,7 +634,7 @@ class PunchhLoyaltyProvider:
         order: OrderSnapshot,
         *,
         external_uid: str,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         receipt_datetime: datetime | None = None,
     ) -> RedemptionOutcome:
@@ -699,7 +644,7 @@ class PunchhLoyaltyProvider:
             order,
             query=False,
             external_uid=external_uid,
-            punchh_key=punchh_key,
+            receipt_key=receipt_key,
             transaction_no=transaction_no,
             when=receipt_datetime,
         )
@@ -730,7 +675,7 @@ class PunchhLoyaltyProvider:
         guest_identifier: tuple[str, str],
         order: OrderSnapshot,
         *,
-        punchh_key: str,
+        receipt_key: str,
         external_uid: str,
         transaction_no: str,
         discounts: Sequence[RedemptionLine] = (),
@@ -744,7 +689,7 @@ class PunchhLoyaltyProvider:
             **self._receipt(
                 order,
                 discounts,
-                punchh_key=punchh_key,
+                receipt_key=receipt_key,
                 transaction_no=transaction_no,
                 when=receipt_datetime,
             ),
@@ -763,7 +708,7 @@ class PunchhLoyaltyProvider:
         self,
         order: OrderSnapshot,
         *,
-        punchh_key: str,
+        receipt_key: str,
         transaction_no: str,
         discounts: Sequence[RedemptionLine] = (),
         receipt_datetime: datetime | None = None,
@@ -773,7 +718,7 @@ class PunchhLoyaltyProvider:
         body = self._receipt(
             order,
             discounts,
-            punchh_key=punchh_key,
+            receipt_key=receipt_key,
             transaction_no=transaction_no,
             when=receipt_datetime,
         )

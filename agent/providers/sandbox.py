@@ -33,6 +33,8 @@ from agent.providers.base import (
     Redemption,
     Reversal,
 )
+from agent.providers.settings import SandboxSettings
+from agent.registry import ProviderEnv
 
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=BaseModel)
@@ -95,18 +97,6 @@ _CURRENCY_SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "EUR": "â‚¬", "GBP": "Â
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class SandboxSettings(BaseModel):
-    """The `[providers.sandbox]` table; empty is valid, so the demo needs no configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    db: Path | None = Field(None, description="ledger file; default: <state dir>/sandbox.sqlite")
-    demo_data: bool = Field(True, description="load the shipped demo gifts into an empty ledger")
-    location: str | None = Field(
-        None, description="location id this lane redeems at; default: the lane's store id"
-    )
 
 
 class _DemoGift(BaseModel):
@@ -308,21 +298,13 @@ class SandboxLedger:
             ) from exc
 
     @classmethod
-    async def from_settings(
-        cls,
-        settings: SandboxSettings,
-        *,
-        state_dir: Path,
-        store_id: str,
-        now: Callable[[], datetime] = _utcnow,
-    ) -> SandboxLedger:
-        """Build from `[providers.sandbox]`, off the event loop since it may create and seed."""
-        return await asyncio.to_thread(
-            cls,
-            settings.db or state_dir / "sandbox.sqlite",
-            location=settings.location or store_id,
+    def create(cls, settings: SandboxSettings, env: ProviderEnv) -> SandboxLedger:
+        """Build from `[providers.sandbox]`: the ledger lives in the state directory and
+        redeems at the lane's store unless the table says otherwise."""
+        return cls(
+            settings.db or env.state_dir / "sandbox.sqlite",
+            location=settings.location or env.store,
             load_demo=settings.demo_data,
-            now=now,
         )
 
     def _open(self, db_path: Path, load_demo: bool) -> sqlite3.Connection:

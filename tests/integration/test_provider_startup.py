@@ -25,4 +25,5 @@ def test_provider_without_its_key_stops_the_agent_with_the_fix(
         if agent.process.poll() is None:
             agent.signal(signal.SIGKILL)
     assert code == EXIT_CONFIG
-    assert "cannot start" in agent.log() and "LoadCredential=kseries_api_key" in agent.log()
+    assert "providers.kseries.api_key_file: key missing" in agent.log()
+    assert "LoadCredential=kseries_api_key" in agent.log() and "Traceback" not in agent.log()

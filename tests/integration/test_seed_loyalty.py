@@ -202,7 +202,7 @@ async def test_seed_002_identify_check_pay_commit_checkin_receipt(
         ("loyalty:2", "$5 Off", -500),
     ]
     assert (checked["total"], checked["failures"]) == (850, [])
-    key = checked["punchh_key"]
+    key = checked["receipt_key"]
     assert len(key) == 12 and key.isdigit()
     assert checked["barcode"] == f"{key}{ean13_check_digit(key)}"
     shown = await probe.topic("event", lambda d: d["type"] == "loyalty.discounts")
@@ -220,7 +220,7 @@ async def test_seed_002_identify_check_pay_commit_checkin_receipt(
     assert receipt["data"] == {
         "order_id": "P1",
         "provider": "punchh",
-        "punchh_key": key,
+        "receipt_key": key,
         "barcode": checked["barcode"],
         "checked_in": True,
         "points_earned": 6,  # the simulator earns a point per whole dollar of the $6.50
@@ -282,7 +282,7 @@ async def test_a_changed_order_is_checked_again_and_the_commit_repeats_the_last_
     mark = len(probe.messages)
     ok(await probe.request("order.update", with_discounts("P2", first, ("3", "Shake", 400))))
     second = (await probe.topic("event", lambda d: d["type"] == "loyalty.discounts", mark))["data"]
-    assert second["total"] == 500 and second["punchh_key"] == first["punchh_key"]
+    assert second["total"] == 500 and second["receipt_key"] == first["receipt_key"]
     ok(await probe.request("order.update", with_discounts("P2", second, ("3", "Shake", 400))))
     ok(await probe.request("order.paid", {"order_id": "P2"}))
 
@@ -382,7 +382,7 @@ async def test_paid_again_after_a_crash_mid_commit_deducts_once(
     assert paid["steps"][1]["error"]["code"] == "unknown_token"
     ledger = await sim_get(punchh_api)
     assert len(ledger["redemptions"]) == 1 and ledger["guests"][ANA]["rewards"] == []
-    assert list(ledger["receipts"]) == [checked["punchh_key"]]
+    assert list(ledger["receipts"]) == [checked["receipt_key"]]
     commits = [r["body"] for r in await sim_get(punchh_api, "requests") if r["path"] == BATCH]
     assert len(commits) == 3 and commits[1] == commits[2]  # check, lost commit, resent commit
 
@@ -461,9 +461,9 @@ async def test_an_order_without_a_guest_still_stores_its_receipt(
     paid = ok(await probe.request("order.paid", {"order_id": "N1"}))
     assert [(s["step"], s["ok"]) for s in paid["steps"]] == [("receipt", True)]
     receipt = (await probe.topic("event", lambda d: d["type"] == "loyalty.receipt"))["data"]
-    assert (receipt["checked_in"], receipt["barcode"][:12]) == (False, receipt["punchh_key"])
+    assert (receipt["checked_in"], receipt["barcode"][:12]) == (False, receipt["receipt_key"])
     committed = await event(probe, "order.committed", "N1")
     assert committed["steps"] == paid["steps"]
     ledger = await sim_get(punchh_api)
     assert ledger["checkins"] == [] and ledger["redemptions"] == {}
-    assert ledger["receipts"][receipt["punchh_key"]][0]["payable"] == "16.20"
+    assert ledger["receipts"][receipt["receipt_key"]][0]["payable"] == "16.20"

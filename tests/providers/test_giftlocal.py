@@ -24,14 +24,13 @@ from pydantic import ValidationError
 from agent.errors import ErrorCode, ProviderError
 from agent.providers.base import GiftProvider, GiftRef, GiftType, NotRedeemableReason
 from agent.providers.giftlocal import (
-    CREDENTIAL,
     GiftLocalProvider,
-    GiftLocalSettings,
     exponent,
     json_number,
     to_decimal,
     to_minor,
 )
+from agent.providers.settings import GiftLocalSettings
 from simulators.giftlocal import (
     BAKERY_KEY,
     BAKERY_MAIN,
@@ -44,6 +43,8 @@ from simulators.giftlocal import (
     GiftLocalSimulator,
 )
 from simulators.server import Request, Response, serve
+
+CREDENTIAL = "giftlocal_api_key"
 
 Json = Any
 Make = Callable[..., GiftLocalProvider]

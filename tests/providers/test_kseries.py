@@ -20,13 +20,14 @@ from pydantic import ValidationError
 from agent.errors import ErrorCode, ProviderError
 from agent.providers.cards import CardProvider, CardStatus, RedemptionStatus
 from agent.providers.kseries import (
-    CREDENTIAL,
     KSeriesCardProvider,
-    KSeriesSettings,
     normalise_card_number,
 )
+from agent.providers.settings import KSeriesSettings
 from simulators.kseries import API_KEY, CardSimulator
 from simulators.server import Json, Request, Response, Running, serve
+
+CREDENTIAL = "kseries_api_key"
 
 CARD = "6006490000000001"  # 50.00 USD, active, expires 2099-12-31
 LOW = "6006490000000002"  # 12.50 USD

@@ -20,13 +20,13 @@ from agent.orders import OrderLine, OrderSnapshot
 from agent.providers.coupons import CouponAuthorization, CouponRejection
 from agent.providers.petz import (
     PetzCouponProvider,
-    PetzSettings,
     classify,
     from_money,
     order_body,
     product_identifiers,
     to_money,
 )
+from agent.providers.settings import PetzSettings
 from agent.tokens import mask
 from simulators.petz import DEFAULT_KEY, OrderSetBody, PetzSimulator
 from simulators.server import Request, Response, Running, serve
@@ -56,7 +56,7 @@ def settings(
 
 @pytest.fixture
 async def petz(sim: Running, tmp_path: Path) -> AsyncIterator[PetzCouponProvider]:
-    provider = PetzCouponProvider.from_settings(settings(sim, tmp_path))
+    provider = PetzCouponProvider(settings(sim, tmp_path))
     yield provider
     await provider.aclose()
 

@@ -31,13 +31,13 @@ from agent.providers.loyalty import (
 from agent.providers.punchh import (
     SEARCH_PARAMS,
     PunchhLoyaltyProvider,
-    PunchhSettings,
     classify,
     from_amount,
     line_items,
     menu_items,
     to_amount,
 )
+from agent.providers.settings import PunchhSettings
 from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, PunchhSimulator
 from simulators.server import Request, Response, Running, serve
 
@@ -89,7 +89,7 @@ def settings(
 
 @pytest.fixture
 async def punchh(sim: Running, tmp_path: Path) -> AsyncIterator[PunchhLoyaltyProvider]:
-    provider = PunchhLoyaltyProvider.from_settings(settings(sim, tmp_path))
+    provider = PunchhLoyaltyProvider(settings(sim, tmp_path))
     yield provider
     await provider.aclose()
 
@@ -111,12 +111,12 @@ def arm(sim: Running, **fault: Any) -> None:
 
 class Transaction(TypedDict):
     external_uid: str
-    punchh_key: str
+    receipt_key: str
     transaction_no: str
 
 
 def transaction(uid: str, key: str, number: str) -> Transaction:
-    return {"external_uid": uid, "punchh_key": key, "transaction_no": number}
+    return {"external_uid": uid, "receipt_key": key, "transaction_no": number}
 
 
 async def refused(call: Any) -> ProviderError:
@@ -292,7 +292,7 @@ async def test_identify_lookup_select_query_commit_checkin_receipt(
     guest = await punchh.find_guest(*ANA)
     key = await punchh.receipt_key(ORDER.order_id)
     offers = await punchh.lookup_discounts(
-        guest, ORDER, external_uid="uid-1", punchh_key=key, receipt_datetime=WHEN
+        guest, ORDER, external_uid="uid-1", receipt_key=key, receipt_datetime=WHEN
     )
     assert [(d.discount_type, d.discount_id, d.amount, d.selected) for d in offers] == [
         ("reward", "7001", 350, False),
@@ -311,7 +311,7 @@ async def test_identify_lookup_select_query_commit_checkin_receipt(
         ("Banked Rewards", 200),
     ]
     again = await punchh.lookup_discounts(
-        guest, ORDER, external_uid="uid-1", punchh_key=key, receipt_datetime=WHEN
+        guest, ORDER, external_uid="uid-1", receipt_key=key, receipt_datetime=WHEN
     )
     assert [(d.discount_id, d.amount) for d in again if d.selected] == [("7001", 350), (None, 200)]
 
@@ -328,7 +328,7 @@ async def test_identify_lookup_select_query_commit_checkin_receipt(
     assert result.points_earned == 8  # 14.00 - 5.50 = 8.50 earns 8
     assert result.guest.points_balance == 248
     await punchh.receipt_details(
-        ORDER, punchh_key=key, transaction_no="T1", discounts=commit.success, receipt_datetime=WHEN
+        ORDER, receipt_key=key, transaction_no="T1", discounts=commit.success, receipt_datetime=WHEN
     )
     ana = ledger(sim)["guests"]["101"]
     assert (ana["points_balance"], ana["banked_rewards"], ana["rewards"]) == (248, "3.00", [])
@@ -349,7 +349,7 @@ async def test_check_in_and_receipt_describe_a_balanced_check(
     await punchh.checkin(
         ANA,
         ORDER,
-        punchh_key="000000000001",
+        receipt_key="000000000001",
         external_uid="uid-1",
         transaction_no="T1",
         discounts=commit.success,
@@ -380,12 +380,12 @@ async def test_an_unbalanced_order_is_refused_before_anything_is_sent(
 ) -> None:
     short = ORDER.model_copy(update={"lines": ORDER.lines[:1]})
     error = await refused(
-        punchh.checkin(ANA, short, punchh_key="1", external_uid="u", transaction_no="T1")
+        punchh.checkin(ANA, short, receipt_key="1", external_uid="u", transaction_no="T1")
     )
     assert error.code == ErrorCode.INVALID_REQUEST and "subtotal" in error.message
     too_much = [RedemptionLine(name="Big", amount=1500)]
     error = await refused(
-        punchh.receipt_details(ORDER, punchh_key="1", transaction_no="T1", discounts=too_much)
+        punchh.receipt_details(ORDER, receipt_key="1", transaction_no="T1", discounts=too_much)
     )
     assert error.code == ErrorCode.INVALID_REQUEST
     assert sent(sim, "/api/pos/checkins") == sent(sim, "/receipt_details") == []
@@ -464,7 +464,7 @@ async def test_items_that_do_not_fit_come_back_as_failures(punchh: PunchhLoyalty
     selections = [Selection("reward", "7001"), Selection("redeemable", "502")]
     await punchh.select(guest, selections, external_uid="uid-1")
     outcome = await punchh.redeem_query(
-        guest, small, external_uid="uid-1", punchh_key="000000000001", transaction_no="T1"
+        guest, small, external_uid="uid-1", receipt_key="000000000001", transaction_no="T1"
     )
     assert [line.amount for line in outcome.success] == [300]
     assert [(f.discount_id, f.messages) for f in outcome.failures] == [
@@ -562,7 +562,7 @@ async def test_check_in_for_an_unknown_guest_is_not_found(punchh: PunchhLoyaltyP
         punchh.checkin(
             ("email", "nobody@example.com"),
             ORDER,
-            punchh_key="1",
+            receipt_key="1",
             external_uid="u",
             transaction_no="T",
         )
@@ -676,7 +676,7 @@ async def test_a_provider_that_never_answers_is_bounded_by_the_timeout(
     read = await refused(provider.find_guest(*ANA))
     write = await refused(
         provider.redeem_commit(
-            guest, ORDER, external_uid="uid-1", punchh_key="000000000001", transaction_no="T1"
+            guest, ORDER, external_uid="uid-1", receipt_key="000000000001", transaction_no="T1"
         )
     )
     # Each call gave up at its 0.3 s budget; the simulator would have held it 60 s.

@@ -11,10 +11,10 @@ import pytest
 from agent.errors import ErrorCode, ProviderError
 from agent.providers.http import (
     OFFLINE_RETRY,
-    HttpProviderSettings,
     ProviderClient,
     error_message,
 )
+from agent.providers.settings import HttpProviderSettings
 from simulators.server import ApiError, Request, Response, Running, Simulator, serve
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from agent import registry
 from agent.cli import main
-from agent.config import ConfigError, load_config
+from agent.config import Config, ConfigError, load_config, parse_config
+from agent.providers.settings import SandboxSettings
 from agent.secrets import read_secret
 
 MINIMAL = """\
@@ -27,6 +30,10 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def load_config_text(text: str) -> Config:
+    return parse_config(tomllib.loads(text))
+
+
 def problems(tmp_path: Path, text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
@@ -37,7 +44,8 @@ def test_the_documented_minimal_config_works_as_written(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL))
     assert config.base_topic == "lane-agent/s1/l1"
     assert config.configured_providers() == ["sandbox"]
-    assert config.providers.sandbox is not None and config.providers.sandbox.demo_data
+    sandbox = config.provider_settings("sandbox")
+    assert isinstance(sandbox, SandboxSettings) and sandbox.demo_data
 
 
 def test_port_out_of_range_is_reported_with_its_key_path(tmp_path: Path) -> None:
@@ -153,3 +161,73 @@ def test_route_to_a_flow_without_provider_is_a_problem(tmp_path: Path) -> None:
 def test_provider_that_cannot_run_the_flow_is_a_problem(tmp_path: Path) -> None:
     found = problems(tmp_path, MINIMAL + '[flows]\nloyalty = "sandbox"\n')
     assert found == ["flows.loyalty: provider 'sandbox' cannot run it (use one of: punchh)"]
+
+
+# Every provider with keys, its table's other required settings, and the key file settings.
+KEYED = [(spec.name, spec.keys) for spec in registry.PROVIDERS if spec.keys]
+REQUIRED = {"kseries": 'payment_method_code = "GC"\n'}
+
+
+def keyed_config(tmp_path: Path, name: str, keys: dict[str, Path]) -> str:
+    files = "".join(f'{setting} = "{path}"\n' for setting, path in keys.items())
+    table = f'[providers.{name}]\nbase_url = "http://127.0.0.1:9"\n{REQUIRED.get(name, "")}'
+    return MINIMAL.replace("[providers.sandbox]\n", table + files)
+
+
+@pytest.mark.parametrize(("name", "keys"), KEYED)
+def test_check_config_reads_every_provider_key(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    keys: tuple[str, ...],
+) -> None:
+    """A key file that is missing, unreadable or empty is named by check-config, and `run`
+    refuses with the same line, exit 2 (the unit does not restart on it), no traceback."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    good = {setting: tmp_path / f"{setting}.key" for setting in keys}
+    for path in good.values():
+        path.write_text("k3y\n")
+    config = write(tmp_path, keyed_config(tmp_path, name, good))
+    assert main(["check-config", str(config)]) == 0
+    capsys.readouterr()
+    bad_key = keys[-1]
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    for broken, why in [
+        (tmp_path / "absent.key", "No such file"),
+        (tmp_path, "Is a directory"),
+        (empty, "the file is empty"),
+    ]:
+        write(tmp_path, keyed_config(tmp_path, name, {**good, bad_key: broken}))
+        assert main(["check-config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert f"providers.{name}.{bad_key}: {broken}: {why}" in err
+        assert main(["run", "--config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert f"providers.{name}.{bad_key}: {broken}: {why}" in err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "keys"), KEYED)
+def test_a_key_left_out_names_its_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, keys: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "none"))
+    found = problems(tmp_path, keyed_config(tmp_path, name, {}))
+    assert found == [
+        f"providers.{name}.{setting}: key missing: set it to the key's file, or "
+        f"LoadCredential={name}_{setting.removesuffix('_file')}"
+        for setting in keys
+    ]
+
+
+def test_the_registry_is_the_only_list_of_providers_and_flows() -> None:
+    """Config tables, flow keys and check-config's choices all come from agent/registry.py."""
+    config = load_config_text(MINIMAL)
+    assert [name for name, _ in config.providers] == [p.name for p in registry.PROVIDERS]
+    flow_keys = [k for k in type(config.flows).model_fields if k != "routes"]
+    assert flow_keys == list(registry.FLOW_NAMES) == [f.name for f in registry.FLOWS]
+    for spec in registry.PROVIDERS:
+        assert spec.flow in registry.FLOW_NAMES
+        assert spec.name in registry.able(spec.flow)

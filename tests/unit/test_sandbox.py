@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 from agent.errors import ErrorCode, ProviderError
 from agent.providers.base import GiftProvider, GiftRef, GiftType, NotRedeemableReason
-from agent.providers.sandbox import SandboxLedger, SandboxSettings
+from agent.providers.sandbox import SandboxLedger
+from agent.providers.settings import SandboxSettings
+from agent.registry import ProviderEnv
 
 NOW = datetime(2026, 6, 15, 12, 30, tzinfo=UTC)
 FIFTY, TWENTY_FIVE, COFFEE = "100000000001", "100000000002", "100000000003"
@@ -507,10 +509,8 @@ def test_settings_are_valid_empty_and_refuse_unknown_keys() -> None:
         SandboxSettings.model_validate({"dbpath": "x.sqlite"})
 
 
-async def test_from_settings_defaults_to_state_dir_and_store_id(tmp_path: Path) -> None:
-    ledger = await SandboxLedger.from_settings(
-        SandboxSettings(), state_dir=tmp_path / "state", store_id="s2", now=Clock(NOW)
-    )
+async def test_create_defaults_to_state_dir_and_store_id(tmp_path: Path) -> None:
+    ledger = SandboxLedger.create(SandboxSettings(), ProviderEnv("s2", "l1", tmp_path / "state"))
     try:
         assert (tmp_path / "state" / "sandbox.sqlite").exists()
         assert (await ledger.validate(GiftRef(code=S2_ONLY), location=None)).is_redeemable
@@ -518,11 +518,9 @@ async def test_from_settings_defaults_to_state_dir_and_store_id(tmp_path: Path) 
         await ledger.aclose()
 
 
-async def test_from_settings_honours_explicit_values(tmp_path: Path) -> None:
+async def test_create_honours_explicit_values(tmp_path: Path) -> None:
     settings = SandboxSettings(db=tmp_path / "mine.sqlite", demo_data=False, location="s9")
-    ledger = await SandboxLedger.from_settings(
-        settings, state_dir=tmp_path / "unused", store_id="s1"
-    )
+    ledger = SandboxLedger.create(settings, ProviderEnv("s1", "l1", tmp_path / "unused"))
     try:
         assert await ledger.check_health() == (
             True,

@@ -1,0 +1,159 @@
+"""The settings model of every provider's `[providers.<name>]` table, kept apart from the
+adapters so that reading and checking a config imports pydantic only, never an HTTP stack or a
+vendor module (agent/registry.py names each model once).
+
+A key file setting ends in `_key_file`; its systemd credential is `<provider>_<setting without
+_file>` (`agent.secrets.read_key`), e.g. `giftlocal_api_key`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from agent import __version__
+from agent.providers import punchh_key
+
+
+class HttpProviderSettings(BaseModel):
+    """Keys every remote provider table shares; adapters subclass it with their own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: HttpUrl
+    api_key_file: Path | None = Field(
+        None,
+        description="file holding the API key; default: the systemd credential named "
+        "`<provider>_api_key`",
+    )
+    timeout: float = Field(
+        8.0, gt=0, le=120, description="seconds for a whole call, answer included"
+    )
+    connect_timeout: float = Field(3.0, gt=0, le=60)
+
+
+class SandboxSettings(BaseModel):
+    """The `[providers.sandbox]` table; empty is valid, so the demo needs no configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    db: Path | None = Field(None, description="ledger file; default: <state dir>/sandbox.sqlite")
+    demo_data: bool = Field(True, description="load the shipped demo gifts into an empty ledger")
+    location: str | None = Field(
+        None, description="location id this lane redeems at; default: the lane's store id"
+    )
+
+
+class GiftLocalSettings(HttpProviderSettings):
+    """The `[providers.giftlocal]` table. At most one of the two location keys: without either,
+    the lane's store id is sent as `pointOfSaleSystemOrganizationIdentifier`."""
+
+    organization_id: UUID | None = Field(
+        None, description="Gift Local location GUID, sent as organizationID"
+    )
+    pos_location_id: str | None = Field(
+        None,
+        min_length=1,
+        description="this POS's location id as registered at Gift Local, sent as "
+        "pointOfSaleSystemOrganizationIdentifier",
+    )
+    currency: str = Field(
+        "USD",
+        pattern=r"^[A-Z]{3}$",
+        description="the account's currency: scales redeem amounts for a gift this process "
+        "has not validated (Gift Local amounts carry no currency)",
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> GiftLocalSettings:
+        if self.organization_id is not None and self.pos_location_id is not None:
+            raise ValueError("set organization_id or pos_location_id, not both")
+        return self
+
+
+class KSeriesSettings(HttpProviderSettings):
+    """The `[providers.kseries]` table."""
+
+    payment_method_code: str = Field(
+        min_length=1,
+        max_length=64,
+        description="the gift card payment method code set up in the K-Series Back Office; "
+        "the POS passes it to pos_addPayment",
+    )
+    currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of the lane's card payments"
+    )
+
+
+class PetzSettings(HttpProviderSettings):
+    """`[providers.petz]`: where PETZ is and how this register is known to it."""
+
+    device_ref: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="this register's reference at PETZ (`/posface/register/set/`); "
+        "default: the lane id",
+    )
+    capture_path: Literal["/posface/auth/capture/", "/posface/auth/redeem/"] = Field(
+        "/posface/auth/capture/",
+        description="the course names both paths for capturing an authorization (UNCERTAIN "
+        "which is live)",
+    )
+    currency_decimals: int = Field(
+        2, ge=0, le=3, description="decimal places of the store currency (PETZ sends decimals)"
+    )
+
+    def device_ref_for(self, lane: str) -> str:
+        return self.device_ref or lane
+
+
+class PunchhSettings(HttpProviderSettings):
+    """`[providers.punchh]`: the store's Punchh host and the POS identity Punchh issued."""
+
+    location_key_file: Path | None = Field(
+        None,
+        description="file holding the location (API) key; default: the systemd credential "
+        "`punchh_location_key`",
+    )
+    business_key_file: Path | None = Field(
+        None,
+        description="file holding the business key; default: the systemd credential "
+        "`punchh_business_key`",
+    )
+    integrator: str = Field(
+        "LaneAgent",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="integrator name registered with Punchh, the first part of the User-Agent",
+    )
+    pos_type: str = Field(
+        "Proprietary POS", min_length=1, max_length=64, description="`pos_type` on check-ins"
+    )
+    pos_version: str = Field(
+        __version__, min_length=1, max_length=32, description="`pos_version` on check-ins"
+    )
+    channel: Literal["pos", "kiosk", "online_order", "web", "mobile", "dashboard", "chatbot"] = (
+        "pos"
+    )
+    short_key: int | None = Field(
+        None,
+        ge=0,
+        le=punchh_key.MAX_SHORT_KEY,
+        description="13-bit location short key for receipt keys; default: read from "
+        "GET /api/pos/locations/configuration",
+    )
+    currency_decimals: int = Field(
+        2, ge=0, le=3, description="decimal places of the store currency (Punchh sends decimals)"
+    )
+
+    @model_validator(mode="after")
+    def _no_api_key_file(self) -> PunchhSettings:
+        if self.api_key_file is not None:
+            raise ValueError(
+                "punchh takes two keys: set location_key_file and business_key_file, "
+                "not api_key_file"
+            )
+        return self
