@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 from agent.contract import EVENT_DATA, OPS, TOPICS
 from agent.errors import ErrorCode
@@ -32,27 +33,97 @@ def _type_name(schema: dict[str, Any]) -> str:
         return f"list of {_type_name(schema.get('items', {}))}"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         return f"map of {_type_name(schema['additionalProperties'])}"
-    if schema.get("format") in {"date-time", "uuid"}:
+    if "format" in schema:
         return f"{kind} ({schema['format']})"
     return str(kind)
 
 
-def fields_table(model: type[BaseModel]) -> str:
-    schema = model.model_json_schema()
+def _prose(text: str) -> str:
+    """A docstring as Markdown: each paragraph on one line (the source wraps at 100 columns),
+    paragraphs kept apart."""
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip()))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _rows(schema: dict[str, Any]) -> str:
     required = set(schema.get("required", []))
     rows = ["| field | type | required | notes |", "|---|---|---|---|"]
     for name, prop in schema.get("properties", {}).items():
-        notes = str(prop.get("description", "")).replace("\n", " ").replace("|", "\\|")
+        notes = _cell(str(prop.get("description", "")))
         if "default" in prop and name not in required and prop["default"] is not None:
-            notes = (
-                f"default `{prop['default']}`. {notes}".strip(". ")
-                if notes
-                else f"default `{prop['default']}`"
-            )
+            default = f"default `{prop['default']}`"
+            notes = f"{default}. {notes}" if notes else default
         rows.append(
             f"| `{name}` | {_type_name(prop)} | {'yes' if name in required else ''} | {notes} |"
         )
     return "\n".join(rows)
+
+
+def fields_table(model: type[BaseModel]) -> str:
+    return _rows(model.model_json_schema())
+
+
+def _section(name: str, schema: dict[str, Any]) -> str:
+    """A heading, the type's whole docstring, and its fields (or an enum's values)."""
+    doc = _prose(str(schema.get("description", "")))
+    body = (
+        "one of " + ", ".join(f"`{v}`" for v in schema["enum"])
+        if "enum" in schema
+        else _rows(schema)
+    )
+    return f"### `{name}`\n\n" + (f"{doc}\n\n" if doc else "") + f"{body}\n"
+
+
+def _refs(node: object) -> Iterator[str]:
+    """The `$defs` names a schema refers to, in the order its fields name them."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield str(value).rsplit("/", 1)[-1]
+            elif key != "$defs":
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _payloads() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Every documented payload once, in the doc's order, with the schema of the way it travels:
+    what the POS sends as validated, what the agent sends as serialized (with the computed
+    fields, e.g. a card's `is_redeemable`)."""
+    payloads: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (model, "validation" if direction.startswith("POS") else "serialization")
+        for direction, model, _ in TOPICS.values()
+    ]
+    payloads += [(spec.params, "validation") for spec in OPS.values()]
+    payloads += [(spec.result, "serialization") for spec in OPS.values()]
+    payloads += [(model, "serialization") for model in EVENT_DATA.values()]
+    unique: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {}
+    for model, mode in payloads:
+        unique.setdefault(model.__name__, (model, mode))
+    return list(unique.values())
+
+
+def _nested(roots: list[dict[str, Any]], documented: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every type the payloads contain, each once, depth first in field order."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def visit(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+        for name in _refs(schema):
+            if name in found:
+                if found[name] != defs[name]:
+                    raise ValueError(f"two different types are named {name}")
+                continue
+            found[name] = defs[name]
+            visit(defs[name], defs)
+
+    for root in roots:
+        visit(root, root.get("$defs", {}))
+    return [(name, schema) for name, schema in found.items() if name not in documented]
 
 
 def operations_table() -> str:
@@ -72,18 +143,8 @@ def sections() -> dict[str, str]:
         )
     errors = ["| code | meaning |", "|---|---|"]
     errors += [f"| `{code.value}` | {_ERROR_MEANING[code]} |" for code in ErrorCode]
-    models: list[str] = []
-    seen: set[str] = set()
-    named: list[type[BaseModel]] = [m for _, m, _ in TOPICS.values()]
-    named += [spec.params for spec in OPS.values()] + [spec.result for spec in OPS.values()]
-    named += list(EVENT_DATA.values())
-    for named_model in named:
-        if named_model.__name__ in seen:
-            continue
-        seen.add(named_model.__name__)
-        doc = (named_model.__doc__ or "").strip().splitlines()[0] if named_model.__doc__ else ""
-        heading = f"### `{named_model.__name__}`\n\n" + (f"{doc}\n\n" if doc else "")
-        models.append(f"{heading}{fields_table(named_model)}\n")
+    payloads = [(model.__name__, model.model_json_schema(mode=mode)) for model, mode in _payloads()]
+    nested = _nested([schema for _, schema in payloads], {name for name, _ in payloads})
     events = ["| type | data |", "|---|---|"]
     events += [f"| `{t}` | `{m.__name__}` |" for t, m in EVENT_DATA.items()]
     return {
@@ -92,7 +153,8 @@ def sections() -> dict[str, str]:
         "ops": "\n".join(ops),
         "events": "\n".join(events),
         "errors": "\n".join(errors),
-        "models": "\n".join(models).rstrip(),
+        "models": "\n".join(_section(name, schema) for name, schema in payloads).rstrip(),
+        "types": "\n".join(_section(name, schema) for name, schema in nested).rstrip(),
     }
 
 
