@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from agent.contract import EVENT_DATA, OPS, TOPICS
+from agent.contract.base import EVERY_OP_ERRORS
 from agent.errors import ErrorCode
 
 
@@ -126,6 +127,12 @@ def _nested(roots: list[dict[str, Any]], documented: set[str]) -> list[tuple[str
     return [(name, schema) for name, schema in found.items() if name not in documented]
 
 
+def _codes(codes: tuple[ErrorCode, ...]) -> str:
+    """In the vocabulary's order, whatever order the op lists them in."""
+    order = list(ErrorCode)
+    return ", ".join(f"`{code.value}`" for code in sorted(codes, key=order.index))
+
+
 def operations_table() -> str:
     from agent.operations import table
 
@@ -143,6 +150,16 @@ def sections() -> dict[str, str]:
         )
     errors = ["| code | meaning |", "|---|---|"]
     errors += [f"| `{code.value}` | {_ERROR_MEANING[code]} |" for code in ErrorCode]
+    op_errors = [
+        f"Every op can answer any of {_codes(EVERY_OP_ERRORS)}; a request to an op not listed "
+        "here is answered `unknown_op`. Besides those:",
+        "",
+        "| op | can answer |",
+        "|---|---|",
+    ]
+    op_errors += [
+        f"| `{op}` | {_codes(spec.errors) or 'nothing else'} |" for op, spec in OPS.items()
+    ]
     payloads = [(model.__name__, model.model_json_schema(mode=mode)) for model, mode in _payloads()]
     nested = _nested([schema for _, schema in payloads], {name for name, _ in payloads})
     events = ["| type | data |", "|---|---|"]
@@ -153,35 +170,44 @@ def sections() -> dict[str, str]:
         "ops": "\n".join(ops),
         "events": "\n".join(events),
         "errors": "\n".join(errors),
+        "op-errors": "\n".join(op_errors),
         "models": "\n".join(_section(name, schema) for name, schema in payloads).rstrip(),
         "types": "\n".join(_section(name, schema) for name, schema in nested).rstrip(),
     }
 
 
 _ERROR_MEANING = {
-    ErrorCode.INVALID_REQUEST: "malformed JSON, missing `request_id`, or params that fail "
-    "validation (the message names the field)",
+    ErrorCode.INVALID_REQUEST: "malformed JSON, missing `request_id`, params that fail validation "
+    "(the message names the field), a `request_id` already used for another op, or a request the "
+    "lane's state does not allow (no open order, a token of another kind, more than is left to "
+    "pay); also a field the provider refused",
     ErrorCode.UNKNOWN_OP: "no such op; the message lists the known ones",
     ErrorCode.UNKNOWN_TOKEN: "the `token_id` is unknown or expired (agent restarted, or older "
     "than `state.token_ttl`): scan again",
-    ErrorCode.NOT_FOUND: "the provider does not know this gift, card or transaction",
-    ErrorCode.NOT_REDEEMABLE: "found, but cannot be redeemed now (depleted, voided)",
+    ErrorCode.NOT_FOUND: "the provider does not know this gift, card, transaction, customer or "
+    "guest; or the lane does not know this order (or the order has no coupon authorization)",
+    ErrorCode.NOT_REDEEMABLE: "found, but cannot be used now: a gift depleted or voided "
+    "(`details.reason` says which), a card blocked or in another currency, no coupon that "
+    "applies, a released authorization, a reward the loyalty provider's rules refuse",
     ErrorCode.INSUFFICIENT_BALANCE: "the amount is more than is available; the message says "
-    "how much is",
-    ErrorCode.EXPIRED: "the gift's validity ended",
+    "how much is, and `details` has `available` (and `currency`) when the provider said",
+    ErrorCode.EXPIRED: "the gift's or card's validity ended, or a loyalty code expired",
     ErrorCode.NOT_YET_VALID: "the gift's validity has not started",
     ErrorCode.WRONG_LOCATION: "the gift cannot be used at this store",
     ErrorCode.ALREADY_REVERSED: "the transaction was reversed before",
     ErrorCode.BASKET_LOCKED: "the loyalty basket is locked by another transaction",
-    ErrorCode.PROVIDER_UNAVAILABLE: "the provider could not be reached or failed; nothing was done",
+    ErrorCode.PROVIDER_UNAVAILABLE: "the provider could not be reached, was busy, or answered "
+    "what the agent cannot read; nothing was done: try again",
     ErrorCode.UNKNOWN_OUTCOME: "the provider may or may not have applied the change; the agent "
     "could not tell",
-    ErrorCode.NOT_CONFIGURED: "no provider is configured for this flow on this lane",
+    ErrorCode.NOT_CONFIGURED: "no provider is configured for this flow on this lane, or the "
+    "provider refused the lane's settings (API key, location, `base_url`)",
     ErrorCode.RATE_LIMITED: "`scan.inject` faster than `scans.rate` allows for the keyed "
     "device: the scan was dropped (and counted); send it again",
     ErrorCode.STORAGE_FULL: "the lane device's disk is full: the agent could not record the "
     "step before doing it, so it refused it; free space and send the same request again",
-    ErrorCode.INTERNAL: "a bug in the agent; its log has the details",
+    ErrorCode.INTERNAL: "a bug in the agent, or a provider answer no code fits; the agent log "
+    "has the details",
 }
 
 
