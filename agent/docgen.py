@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
+from agent.config import FLOW_NAMES, FLOW_PROVIDERS, Config, FlowName, FlowSettings, LaneSettings
 from agent.contract import EVENT_DATA, OPS, TOPICS
 from agent.contract.base import EVERY_OP_ERRORS
 from agent.errors import ErrorCode
+from agent.normalise import Kind
+from agent.scans import NFC_UID
 
 
 def _type_name(schema: dict[str, Any]) -> str:
@@ -215,9 +218,7 @@ def config_sections() -> dict[str, str]:
     """One table per config section, in the order a config file is usually written."""
     from agent.config import (
         FifoDeviceSettings,
-        FlowSettings,
         HomeAssistantSettings,
-        LaneSettings,
         LogSettings,
         MqttSettings,
         ScanSettings,
@@ -258,7 +259,71 @@ def config_sections() -> dict[str, str]:
         ("[homeassistant] (docs/homeassistant.md)", HomeAssistantSettings),
     ]
     body = "\n".join(f"### `{title}`\n\n{fields_table(model)}\n" for title, model in tables)
-    return {"config": body.rstrip()}
+    return {"config": body.rstrip(), "token-kinds": token_kinds()}
+
+
+def _routes(flows: Collection[FlowName]) -> dict[str, FlowName]:
+    """`Config.kind_routes` of a lane whose `[flows]` gives exactly these flows a provider."""
+    named = {flow: FLOW_PROVIDERS[flow][0] for flow in flows}
+    return Config(lane=LaneSettings(store="s", lane="l"), flows=FlowSettings(**named)).kind_routes()
+
+
+def _default_flows(kind: str) -> list[FlowName]:
+    """The flows `kind` goes to by default, in order of preference: the one it goes to with
+    every flow configured, then the one without that flow, and so on."""
+    order: list[FlowName] = []
+    while (flow := _routes(set(FLOW_NAMES) - set(order)).get(kind)) is not None:
+        order.append(flow)
+    return order
+
+
+def token_kinds() -> str:
+    """Every kind a scan can have without custom rules, and where `[flows.routes]` sends it."""
+    from agent.flows.gift import GIFT_KINDS
+    from agent.providers.punchh import SEARCH_PARAMS
+
+    rows = ["| kind | default flow | what it is |", "|---|---|---|"]
+    for kind in [*(k.value for k in Kind), NFC_UID]:
+        flows = ", else ".join(f"`{flow}`" for flow in _default_flows(kind)) or "none"
+        rows.append(f"| `{kind}` | {flows} | {_KIND_MEANING[kind]} |")
+    takes = [
+        "The default flow is the first one listed that has a provider on the lane; `none`: "
+        "the scan is only published. A kind a `[[normaliser.custom]]` rule produces goes "
+        "nowhere until `[flows.routes]` names a flow for it.",
+        "",
+        "What a flow does with a kind routed to it: the `card` flow looks any of them up at "
+        "the card service, which says whether it is one of its cards; the `coupons` flow "
+        "looks the value up as a phone number; the `loyalty` flow identifies a guest only by "
+        + ", ".join(f"`{k}`" for k in SEARCH_PARAMS)
+        + "; the `gift` flow redeems only "
+        + " and ".join(f"`{k}`" for k in sorted(GIFT_KINDS))
+        + ".",
+    ]
+    return "\n".join([*rows, "", *takes])
+
+
+_KIND_MEANING = {
+    Kind.GIFT_VOUCHER_TOKEN: "a URL on one of `normaliser.gift_hosts` (a Gift Local QR code); "
+    "the value is its last path segment",
+    Kind.URL: "any other http(s) URL",
+    Kind.GS1: "a GS1 element string from a GS1 symbology (GS1-128, GS1 DataMatrix or QR, "
+    "DataBar); the scan's `ais` has its application identifiers",
+    Kind.COUPON: "13 digits starting 981 to 984 or 99, with a good check digit",
+    Kind.PRODUCT_GTIN: "an EAN-13, EAN-8 or GTIN-14 product code",
+    Kind.GIFT_VOUCHER_CODE: "12 digits, maybe grouped with spaces or dashes, not from an EAN or "
+    "UPC barcode: a gift voucher code, or a 12-digit gift card number",
+    Kind.LOYALTY_REDEMPTION_CODE: "7 digits: a Punchh redemption code",
+    Kind.LOYALTY_CARD: "16 digits: a loyalty card number, or a gift card number (see "
+    "[K-Series cards and Punchh on one lane](#k-series-cards-and-punchh-on-one-lane))",
+    Kind.PHONE: "a North American phone number, e.g. `(555) 123-4567` or `+1 555 123 4567`",
+    Kind.EMAIL: "an e-mail address (lower-cased)",
+    Kind.LOYALTY_USER_QR: "a Punchh user QR code: `Punchh…Punchh`, or `P` and up to 11 letters "
+    "or digits, or `S` and 7",
+    Kind.LOYALTY_SINGLE_SCAN: "a Punchh single-scan code: a UUID, or 6 to 34 hex digits with at "
+    "least one letter",
+    Kind.UNKNOWN: "no rule matched",
+    NFC_UID: "an NFC tag without a URI or text record: its UID, in upper-case hex",
+}
 
 
 DOCS = {"docs/mqtt-api.md": sections, "docs/config.md": config_sections}
