@@ -62,8 +62,17 @@ class Response(_Payload):
     ts: datetime = Field(default_factory=utc_now)
 
 
+EVERY_OP_ERRORS: tuple[ErrorCode, ...] = (ErrorCode.INVALID_REQUEST, ErrorCode.INTERNAL)
+"""What any op can answer: params that fail validation, a `request_id` already used for another
+op, a request the lane's state does not allow (no open order...); and a bug in the agent."""
+
+
 @dataclass(frozen=True)
 class OpSpec:
     params: type[Request]
     result: type[_Payload]
     summary: str
+    errors: tuple[ErrorCode, ...]
+    """The codes this op can answer besides `EVERY_OP_ERRORS`: from its own checks, and from the
+    answers of the provider calls it makes (docs/providers/*.md map them). Required, so a new op
+    states them."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
+from agent.errors import ErrorCode
 from agent.providers.coupons import CouponAuthorization, CouponCapture, CouponCustomer
 
 
@@ -90,15 +91,38 @@ OPS: dict[str, OpSpec] = {
         CouponCustomerParams,
         CouponCustomerData,
         "attach the customer of a phone number to the open order and show their wallet",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
     "coupon.authorize": OpSpec(
         CouponAuthorizeParams,
         CouponAuthorizedData,
         "authorize the customer's coupons for the open order (after store promotions)",
+        errors=(
+            ErrorCode.NOT_FOUND,
+            ErrorCode.NOT_REDEEMABLE,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
     "coupon.capture": OpSpec(
         CouponCaptureParams,
         CouponCapturedData,
         "capture a paid order's coupons again when the capture at order.paid failed",
+        errors=(
+            ErrorCode.NOT_FOUND,
+            ErrorCode.NOT_REDEEMABLE,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
+from agent.errors import ErrorCode
 from agent.providers.base import GiftStatus, Redemption, Reversal
 from agent.providers.cards import CardBalance, CardRedemption, CardReversal
 
@@ -141,15 +142,42 @@ OPS: dict[str, OpSpec] = {
         GiftValidateParams,
         ValidateResult,
         "validate a scanned gift voucher or read a gift card's balance again",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.NOT_CONFIGURED,
+        ),
     ),
     "gift.redeem": OpSpec(
         GiftRedeemParams,
         RedeemResult,
         "redeem a gift voucher, or pay with a gift card (amount defaults to what is left)",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.NOT_REDEEMABLE,
+            ErrorCode.INSUFFICIENT_BALANCE,
+            ErrorCode.EXPIRED,
+            ErrorCode.NOT_YET_VALID,
+            ErrorCode.WRONG_LOCATION,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
     "gift.reverse": OpSpec(
         GiftReverseParams,
         ReverseResult,
         "reverse a gift redemption or an open order's card payment by its transaction id",
+        errors=(
+            ErrorCode.NOT_FOUND,
+            ErrorCode.ALREADY_REVERSED,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
 }

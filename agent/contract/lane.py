@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from agent.contract.base import Envelope, OpSpec, Request, _Payload
+from agent.errors import ErrorCode
 from drivers.base import DeviceState, HealthLevel
 
 
@@ -110,9 +111,15 @@ EVENTS: dict[str, type[_Payload]] = {"nfc.removed": NfcRemovedData}
 
 OPS: dict[str, OpSpec] = {
     "scan.inject": OpSpec(
-        ScanInjectParams, ScanMessage, "keyed entry; answered with the scan it produced"
+        ScanInjectParams,
+        ScanMessage,
+        "keyed entry; answered with the scan it produced",
+        errors=(ErrorCode.RATE_LIMITED,),
     ),
     "device.health": OpSpec(
-        DeviceHealthParams, HealthResult, "health checks of devices, broker and providers"
+        DeviceHealthParams,
+        HealthResult,
+        "health checks of devices, broker and providers",
+        errors=(),
     ),
 }

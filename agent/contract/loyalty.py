@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
+from agent.errors import ErrorCode
 from agent.providers.loyalty import Discount, Guest, RedemptionFailure
 
 LINE_PREFIX = "loyalty:"
@@ -149,11 +150,32 @@ OPS: dict[str, OpSpec] = {
         LoyaltyUserData,
         "identify the guest by a scanned identifier, attach them to the open order and look up "
         "their discounts",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.EXPIRED,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
     "loyalty.select": OpSpec(
         LoyaltySelectParams,
         LoyaltyDiscountsData,
         "add discounts to the guest's basket and check them against the open order (nothing "
         "is redeemed before order.paid)",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.NOT_REDEEMABLE,
+            ErrorCode.INSUFFICIENT_BALANCE,
+            ErrorCode.EXPIRED,
+            ErrorCode.BASKET_LOCKED,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
 }

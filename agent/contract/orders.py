@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
+from agent.errors import ErrorCode
 from agent.orders import OrderSnapshot, OrderStatus
 
 
@@ -99,16 +100,21 @@ EVENTS: dict[str, type[_Payload]] = {
 
 OPS: dict[str, OpSpec] = {
     "order.update": OpSpec(
-        OrderUpdateParams, OrderResult, "open or update the lane's order (lines, amounts)"
+        OrderUpdateParams,
+        OrderResult,
+        "open or update the lane's order (lines, amounts)",
+        errors=(ErrorCode.STORAGE_FULL,),
     ),
     "order.paid": OpSpec(
         OrderCloseParams,
         OrderClosedData,
         "the order is paid: commit loyalty redemptions, check in, capture coupons",
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.STORAGE_FULL),
     ),
     "order.void": OpSpec(
         OrderCloseParams,
         OrderClosedData,
         "the order is voided: release coupons, unlock the basket, reverse card payments",
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.STORAGE_FULL),
     ),
 }
