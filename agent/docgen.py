@@ -15,11 +15,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from agent.config import FLOW_NAMES, FLOW_PROVIDERS, Config, FlowName, FlowSettings, LaneSettings
+from agent.config import Config, FlowSettings, LaneSettings
 from agent.contract import EVENT_DATA, OPS, TOPICS
 from agent.contract.base import EVERY_OP_ERRORS
 from agent.errors import ErrorCode
 from agent.normalise import Kind
+from agent.registry import FLOW_NAMES, FlowName, able
 from agent.scans import NFC_UID
 
 
@@ -266,8 +267,9 @@ def config_sections() -> dict[str, str]:
 
 def _routes(flows: Collection[FlowName]) -> dict[str, FlowName]:
     """`Config.kind_routes` of a lane whose `[flows]` gives exactly these flows a provider."""
-    named = {flow: FLOW_PROVIDERS[flow][0] for flow in flows}
-    return Config(lane=LaneSettings(store="s", lane="l"), flows=FlowSettings(**named)).kind_routes()
+    named = {flow: able(flow)[0] for flow in flows}
+    lane = LaneSettings(store="s", lane="l")
+    return Config(lane=lane, flows=FlowSettings.model_validate(named)).kind_routes()
 
 
 def _default_flows(kind: str) -> list[FlowName]:

@@ -60,6 +60,11 @@ def test_kseries_and_punchh_configs_do_what_the_doc_says(
 ) -> None:
     section = doc_section(CONFIG_DOC, "K-Series cards and Punchh on one lane")
     every_card, by_prefix = tmp_path / "every_card.toml", tmp_path / "lane.toml"
+    credentials = tmp_path / "credentials"  # the keys, as systemd's LoadCredential= gives them
+    credentials.mkdir()
+    for name in ("kseries_api_key", "punchh_location_key", "punchh_business_key"):
+        (credentials / name).write_text("k3y\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     for path, toml in zip((every_card, by_prefix), fenced(section, "toml"), strict=True):
         path.write_text(toml, encoding="utf-8")
         assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
