@@ -139,6 +139,8 @@ class LaneAgent:
             Discovery(config, devices, __version__).attach(self.bus)
         book = OrderBook(state_dir / "orders.sqlite")
         ctx = FlowContext(config, self.vault, book, self._emit)
+        self.tenders = book.tenders
+        self._reference = ctx.reference
         env = ProviderEnv(config.lane.store, config.lane.lane, state_dir, transport)
         self.flows = build_flows(ctx, env)
         self.gift = next((f for f in self.flows if isinstance(f, GiftFlow)), None)
@@ -177,6 +179,8 @@ class LaneAgent:
             "order.update": self.orders.update,
             "order.paid": self.orders.paid,
             "order.void": self.orders.void,
+            "order.refund": self.orders.refund,
+            "order.get": self.orders.get,
             "device.health": self._device_health,
         }
         for flow in self.flows:
@@ -201,8 +205,14 @@ class LaneAgent:
         return await self._gift_flow().validate(params)
 
     async def _redeem(self, params: GiftRedeemParams) -> RedeemResult:
-        """A gift card payment when the token was routed to the card flow (or the request
-        already debited a card), else a voucher."""
+        """A gift card payment when the token was routed to the card flow, else a voucher; a
+        request that already took a tender goes back to the flow that took it (its retry after
+        a restart, which forgot the token, is answered from there, never taken twice)."""
+        earlier = self.tenders.get(self._reference(params.request_id))
+        if earlier is not None and earlier.flow == "card" and self.card is not None:
+            return await self.card.redeem(params)
+        if earlier is not None and earlier.flow == "gift":
+            return await self._gift_flow().redeem(params)
         if self.card is not None and (
             self.card.handles(params.token_id) or self.card.resumes(params.request_id)
         ):
@@ -218,9 +228,18 @@ class LaneAgent:
         return self.gift
 
     async def _reverse(self, params: GiftReverseParams) -> ReverseResult:
-        if self.card is not None and self.card.owns(params.transaction_id):
-            return await self.card.reverse(params)
-        return await self._gift_flow().reverse(params)
+        """Routed by who owns the transaction (its tender record, of any order), never by
+        trying providers in turn."""
+        tender = self.tenders.owner(params.transaction_id)
+        if tender is None:
+            raise LaneError(
+                ErrorCode.NOT_FOUND,
+                f"transaction {params.transaction_id} was not taken on this lane: no voucher "
+                "redemption or card payment of it is recorded here",
+            )
+        if tender.flow == "card" and self.card is not None:
+            return await self.card.reverse(params, tender)
+        return await self._gift_flow().reverse(params, tender)
 
     async def _device_health(self, params: DeviceHealthParams) -> HealthResult:
         items: list[HealthItem] = []

@@ -42,15 +42,22 @@ OPERATIONS: tuple[tuple[str, str, OperationClass, str], ...] = (
     ("loyalty guest", "scan, `loyalty.lookup`", OperationClass.ONLINE, "Punchh user search"),
     ("loyalty discounts", "`loyalty.select`", OperationClass.ONLINE, "Punchh select + query"),
     ("order sync", "`order.update`", OperationClass.ONLINE, "PETZ order (best effort)"),
+    ("paid: gift", "`order.paid`", OperationClass.QUEUED, "none (redeemed at tender)"),
     ("paid: card", "`order.paid`", OperationClass.QUEUED, "none"),
     ("paid: coupons", "`order.paid`", OperationClass.QUEUED, "PETZ capture, order paid"),
     ("paid: loyalty", "`order.paid`", OperationClass.QUEUED, "Punchh commit, check-in, receipt"),
+    ("void: gift", "`order.void`", OperationClass.QUEUED, "voucher reversals"),
     ("void: card", "`order.void`", OperationClass.QUEUED, "card reversals"),
     ("void: coupons", "`order.void`", OperationClass.QUEUED, "PETZ release (order void)"),
     ("void: loyalty", "`order.void`", OperationClass.QUEUED, "Punchh unlock, void redemption"),
-    ("abandoned: card", "a new order id", OperationClass.QUEUED, "none (money is kept)"),
+    ("abandoned: gift", "a new order id", OperationClass.QUEUED, "voucher reversals"),
+    ("abandoned: card", "a new order id", OperationClass.QUEUED, "card reversals"),
     ("abandoned: coupons", "a new order id", OperationClass.QUEUED, "PETZ release"),
     ("abandoned: loyalty", "a new order id", OperationClass.QUEUED, "Punchh unlock"),
+    ("refund: gift", "`order.refund`", OperationClass.QUEUED, "voucher reversals"),
+    ("refund: card", "`order.refund`", OperationClass.QUEUED, "card reversals"),
+    ("refund: coupons", "`order.refund`", OperationClass.QUEUED, "none: PETZ has no refund"),
+    ("refund: loyalty", "`order.refund`", OperationClass.QUEUED, "Punchh void redemption"),
 )
 
 

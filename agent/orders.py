@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.errors import ErrorCode, LaneError
+from agent.tenders import TenderBook
 
 _S = TypeVar("_S", bound=BaseModel)
 
@@ -28,6 +29,7 @@ class OrderStatus(enum.StrEnum):
     PAID = "paid"
     VOID = "void"
     ABANDONED = "abandoned"  # another order id was opened while this one was still open
+    REFUNDED = "refunded"  # paid, then given back whole (`order.refund`)
 
 
 class OrderLine(BaseModel):
@@ -75,10 +77,12 @@ class Order(BaseModel):
 
 
 def can_close(current: OrderStatus, to: OrderStatus) -> bool:
-    """An open order closes any way; an abandoned one can still be voided, which gives back
-    what it had taken (a new order id abandons an order but never reverses its money)."""
-    return current is OrderStatus.OPEN or (
-        current is OrderStatus.ABANDONED and to is OrderStatus.VOID
+    """An open order closes any way; an abandoned one can still be voided (which finishes giving
+    back what it had taken), and a paid one refunded."""
+    return (
+        current is OrderStatus.OPEN
+        or (current is OrderStatus.ABANDONED and to is OrderStatus.VOID)
+        or (current is OrderStatus.PAID and to is OrderStatus.REFUNDED)
     )
 
 
@@ -97,6 +101,7 @@ class OrderBook:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self.tenders = TenderBook(self._db, now)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -105,7 +110,11 @@ class OrderBook:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All or nothing: e.g. an order closed together with the work its closing owes."""
+        """All or nothing: e.g. an order closed together with the work its closing owes. Inside
+        another transaction it joins it."""
+        if self._db.in_transaction:
+            yield
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

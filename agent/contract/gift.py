@@ -34,8 +34,13 @@ class GiftRedeemedData(_Payload):
 
 
 class GiftReversedData(_Payload):
+    """A voucher redemption given back: by `gift.reverse`, or by the void, replacement or
+    refund of its order."""
+
     provider: str
     reversal: Reversal
+    order_id: str | None = Field(None, description="the order it had paid for, if any")
+    display: str | None = Field(None, description="the masked voucher code")
 
 
 class CardBalanceData(_Payload):
@@ -62,6 +67,15 @@ class PaymentInstruction(_Payload):
     amount_cents: int = Field(gt=0, description="minor units")
     payment_method_code: str
     currency: str
+
+
+class CardReversedData(_Payload):
+    """A gift card payment given back: by `gift.reverse`, or by the void, replacement or
+    refund of its order."""
+
+    provider: str
+    order_id: str
+    reversal: CardReversal
 
 
 class CardPaidData(_Payload):
@@ -135,6 +149,7 @@ EVENTS: dict[str, type[_Payload]] = {
     "card.balance": CardBalanceData,
     "card.invalid": CardInvalidData,
     "card.paid": CardPaidData,
+    "card.reversed": CardReversedData,
 }
 
 OPS: dict[str, OpSpec] = {
@@ -170,7 +185,7 @@ OPS: dict[str, OpSpec] = {
     "gift.reverse": OpSpec(
         GiftReverseParams,
         ReverseResult,
-        "reverse a gift redemption or an open order's card payment by its transaction id",
+        "reverse a voucher redemption or a card payment this lane took, by its transaction id",
         errors=(
             ErrorCode.NOT_FOUND,
             ErrorCode.ALREADY_REVERSED,

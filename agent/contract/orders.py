@@ -3,11 +3,14 @@ the agent reports of each flow's steps when an order closes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
 from agent.errors import ErrorCode
-from agent.orders import OrderSnapshot, OrderStatus
+from agent.orders import OrderLine, OrderSnapshot, OrderStatus
+from agent.tenders import Tender
 
 
 class OrderInfo(_Payload):
@@ -30,8 +33,9 @@ class StepOutcome(_Payload):
 
 
 class OrderClosedData(_Payload):
-    """`order.committed` after `order.paid`, `order.voided` after `order.void`, and
-    `order.abandoned` when a new order id replaced an open order: what each flow did."""
+    """`order.committed` after `order.paid`, `order.voided` after `order.void`,
+    `order.refunded` after `order.refund`, and `order.abandoned` when a new order id replaced
+    an open order: what each flow did."""
 
     order: OrderInfo
     steps: list[StepOutcome]
@@ -67,6 +71,42 @@ class OutboxDeadData(_Payload):
     error: str
 
 
+class OrderRefundParams(Request):
+    """Give back a paid order's money: every tender (vouchers, card payments) and the
+    loyalty redemptions it committed, or only the tenders named by `transaction_ids`."""
+
+    order_id: str = Field(min_length=1, max_length=64)
+    transaction_ids: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="the tenders to give back; leave out for the whole order",
+    )
+
+
+class OrderGetParams(Request):
+    order_id: str | None = Field(
+        None, min_length=1, max_length=64, description="a recent order; default: the open one"
+    )
+
+
+class OrderView(_Payload):
+    """An order as the lane holds it: what a POS screen needs to rebuild itself mid-sale."""
+
+    order: OrderInfo
+    lines: list[OrderLine]
+    subtotal: int
+    tax: int
+    tenders: list[Tender] = Field(description="every money step of the order, in order")
+    paid: int = Field(description="minor units the tenders hold (taken, or perhaps taken)")
+    left_to_pay: int = Field(description="`total` less `paid`, never below 0")
+    flows: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="what each flow holds for the order: `coupons` (customer, authorization, "
+        "capture), `loyalty` (guest, last redemption check, receipt key)",
+    )
+
+
 class OrderUpdatedData(_Payload):
     order: OrderInfo
     replaced: str | None = Field(None, description="the open order this one replaced, if any")
@@ -94,6 +134,7 @@ EVENTS: dict[str, type[_Payload]] = {
     "order.committed": OrderClosedData,
     "order.voided": OrderClosedData,
     "order.abandoned": OrderClosedData,
+    "order.refunded": OrderClosedData,
     "outbox.delivered": OutboxDeliveredData,
     "outbox.dead": OutboxDeadData,
 }
@@ -114,7 +155,20 @@ OPS: dict[str, OpSpec] = {
     "order.void": OpSpec(
         OrderCloseParams,
         OrderClosedData,
-        "the order is voided: release coupons, unlock the basket, reverse card payments",
+        "the order is voided: reverse vouchers and card payments, release coupons, unlock "
+        "the basket",
         errors=(ErrorCode.NOT_FOUND, ErrorCode.STORAGE_FULL),
+    ),
+    "order.refund": OpSpec(
+        OrderRefundParams,
+        OrderClosedData,
+        "give a paid order's money back: all of it, or the tenders named",
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_REVERSED, ErrorCode.STORAGE_FULL),
+    ),
+    "order.get": OpSpec(
+        OrderGetParams,
+        OrderView,
+        "the open order (or a recent one): lines, tenders, what is left to pay, flow state",
+        errors=(ErrorCode.NOT_FOUND,),
     ),
 }

@@ -48,6 +48,10 @@ class FlowContext:
         """`store:lane`, which makes per-lane ids (request ids, order ids) unique at a provider."""
         return f"{self.config.lane.store}:{self.config.lane.lane}"
 
+    def reference(self, request_id: str) -> str:
+        """The tender reference of the money step a request takes: unique across lanes."""
+        return f"{self.lane_ref}:{request_id}"
+
 
 class LaneFlow(OrderFlow, Protocol):
     name: str

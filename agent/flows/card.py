@@ -13,7 +13,7 @@ payments are kept with the order: `order.void` reverses them.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -21,6 +21,7 @@ from agent.contract import (
     CardBalanceData,
     CardInvalidData,
     CardPaidData,
+    CardReversedData,
     ErrorBody,
     Event,
     GiftRedeemParams,
@@ -37,7 +38,8 @@ from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.normalise import Token
 from agent.orders import Order
-from agent.providers.cards import CardProvider, CardRedemption
+from agent.providers.cards import CardProvider, CardRedemption, CardReversal
+from agent.tenders import Tender, TenderState
 from agent.tokens import display
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,10 @@ class CardFlow:
         self.provider = provider
         # request ids are unique per POS, not per card backend: the lane makes them global.
         self._prefix = ctx.lane_ref
+        self._reference = ctx.reference
         self._vault = ctx.vault
         self._book = ctx.book
+        self._tenders = ctx.book.tenders
         self._emit = ctx.emit
         self._kinds = ctx.kinds(FLOW)
 
@@ -145,7 +149,17 @@ class CardFlow:
         reference = self._reference(params.request_id)
         if reference not in state.pending:
             state.pending.append(reference)
-        self._save(order, state)  # fails (e.g. disk full) before any money moves
+        with self._book.transaction():  # fails (e.g. disk full) before any money moves
+            self._tenders.begin(
+                reference,
+                order_id=order.order_id,
+                flow=FLOW,
+                provider=self.provider.name,
+                display=display(token),
+                amount=amount,
+                currency=order.snapshot.currency,
+            )
+            self._save(order, state)
         try:
             redemption = await self._debit(token, amount, order.snapshot.currency, reference)
         except LaneError as exc:
@@ -239,16 +253,10 @@ class CardFlow:
                 ) from exc
             return found
 
-    def owns(self, transaction_id: str) -> bool:
-        """Whether the open order has this card payment (else it is a gift voucher's)."""
-        order = self._book.current()
-        return order is not None and any(
-            r.transaction_id == transaction_id for r in self._state(order).redemptions
-        )
-
-    async def reverse(self, params: GiftReverseParams) -> ReverseResult:
-        """Give one payment back, e.g. when `pos_addPayment` failed after the debit."""
-        order = self._book.require_open()
+    async def reverse(self, params: GiftReverseParams, tender: Tender) -> ReverseResult:
+        """Give one payment back, e.g. when `pos_addPayment` failed after the debit; its order
+        may be open or closed."""
+        order = self._book.require(tender.order_id or "")
         state = self._state(order)
         if params.transaction_id in state.reversed:
             raise LaneError(
@@ -259,7 +267,15 @@ class CardFlow:
         )
         state.reversed.append(params.transaction_id)
         self._save(order, state)
+        self._reversed(order, reversal)
         return ReverseResult(provider=self.provider.name, card=reversal)
+
+    def _reversed(self, order: Order, reversal: CardReversal) -> None:
+        log.info("card payment %s reversed on order %s", reversal.transaction_id, order.order_id)
+        data = CardReversedData(
+            provider=self.provider.name, order_id=order.order_id, reversal=reversal
+        )
+        self._emit(Event(type="card.reversed", data=data.model_dump(mode="json")))
 
     async def on_update(self, order: Order) -> None:
         """Nothing to tell the card backend about an order until it pays or is voided."""
@@ -271,10 +287,30 @@ class CardFlow:
         """Give the order's card payments back: the sale did not happen."""
         state = self._state(order)
         steps = await self._recover(order, state)
-        for redemption in state.kept():
+        return steps + await self._give_back(order, state, state.kept())
+
+    on_abandoned = on_void
+    """A replaced order leaves nothing taken: the POS must send `order.paid` for a sale."""
+
+    async def on_refund(self, order: Order) -> list[StepOutcome]:
+        state = self._state(order)
+        asked = {
+            t.transaction_id
+            for t in self._tenders.of_order(order.order_id, FLOW)
+            if t.state is TenderState.REFUNDING
+        }
+        return await self._give_back(
+            order, state, [r for r in state.kept() if r.transaction_id in asked]
+        )
+
+    async def _give_back(
+        self, order: Order, state: CardPayments, payments: list[CardRedemption]
+    ) -> list[StepOutcome]:
+        steps = []
+        for redemption in payments:
             what = f"{redemption.amount} back onto card {redemption.masked_number}"
             try:
-                await self.provider.reverse(
+                reversal = await self.provider.reverse(
                     redemption.transaction_id,
                     reference=f"{self._prefix}:void:{redemption.transaction_id}",
                 )
@@ -283,24 +319,9 @@ class CardFlow:
                 continue
             state.reversed.append(redemption.transaction_id)
             self._save(order, state)
+            self._reversed(order, reversal)
             steps.append(outcome(FLOW, self.provider.name, "reverse", what))
         return steps
-
-    async def on_abandoned(self, order: Order) -> list[StepOutcome]:
-        """Money taken stays taken: an order replaced without order.paid may still have been
-        paid at the POS. The outcome tells the cashier what to reverse if it was not."""
-        state = self._state(order)
-        steps = await self._recover(order, state)
-        return steps + [
-            outcome(
-                FLOW,
-                self.provider.name,
-                "kept",
-                f"card {r.masked_number} payment of {r.amount} (transaction {r.transaction_id}) "
-                "was kept; void the order to give it back",
-            )
-            for r in state.kept()
-        ]
 
     async def _recover(self, order: Order, state: CardPayments) -> list[StepOutcome]:
         """Debits whose answer this lane never recorded: ask the provider by reference."""
@@ -325,11 +346,35 @@ class CardFlow:
         if reference in state.pending:
             state.pending.remove(reference)
 
-    def _reference(self, request_id: str) -> str:
-        return f"{self._prefix}:{request_id}"
+    def view(self, order: Order) -> dict[str, Any] | None:
+        """Card payments are the order's tenders: `order.get` lists them already."""
+        return None
 
     def _save(self, order: Order, state: CardPayments) -> None:
-        self._book.save_flow_state(order.order_id, FLOW, state)
+        """Save the payments and bring the order's tender records in line with them."""
+        with self._book.transaction():
+            self._book.save_flow_state(order.order_id, FLOW, state)
+            for tender in self._tenders.of_order(order.order_id, FLOW):
+                self._project(tender, state)
+
+    def _project(self, tender: Tender, state: CardPayments) -> None:
+        taken = next((r for r in state.redemptions if r.reference == tender.reference), None)
+        if taken is not None and taken.transaction_id in state.reversed:
+            new = TenderState.REVERSED
+        elif taken is not None and tender.state is TenderState.REFUNDING:
+            new = TenderState.REFUNDING
+        elif taken is not None:
+            new = TenderState.TAKEN
+        elif tender.reference in state.pending:
+            new = TenderState.PENDING
+        else:
+            new = TenderState.FAILED
+        changes: dict[str, object] = {"state": new}
+        if taken is not None:
+            changes |= {"transaction_id": taken.transaction_id, "amount": taken.amount}
+            changes["display"] = taken.masked_number
+        if any(getattr(tender, k) != v for k, v in changes.items()):
+            self._tenders.update(tender, **changes)
 
     def _state(self, order: Order) -> CardPayments:
         return self._book.flow_state(order.order_id, FLOW, CardPayments) or CardPayments()

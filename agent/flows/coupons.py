@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -313,6 +313,24 @@ class CouponFlow:
 
     on_abandoned = on_void
     """A replaced order releases its coupons like a voided one: holds go, nothing is captured."""
+
+    async def on_refund(self, order: Order) -> list[StepOutcome]:
+        """PETZ has no call that gives captured coupons back (seed 001 names none): the step
+        says so, and what the cashier does instead."""
+        state = self._state(order)
+        if state.capture is None:
+            return []
+        manual = LaneError(
+            ErrorCode.NOT_CONFIGURED,
+            f"PETZ has no refund call: coupons {', '.join(state.capture.coupon_ids)} stay "
+            f"redeemed ({state.capture.total_discount} off); refund their value by store policy "
+            "or have PETZ support re-issue them",
+        )
+        return [outcome(FLOW, self.provider.name, "refund", "captured coupons", manual)]
+
+    def view(self, order: Order) -> dict[str, Any] | None:
+        state = self._book.flow_state(order.order_id, FLOW, CouponState)
+        return None if state is None else state.model_dump(mode="json", exclude={"synced"})
 
     async def _release(self, order: Order, auth: CouponAuthorization) -> StepOutcome:
         what = f"coupons of authorization {auth.auth_id}"

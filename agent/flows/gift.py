@@ -1,6 +1,13 @@
 """The gift flow (seed 003): a scanned gift code is validated at once; the POS then redeems an
 amount or item quantity by `token_id`, and can reverse a redemption by its transaction id.
 
+A voucher is redeemed when the POS tenders it (`gift.redeem`), so the cashier knows at once what
+it covered, and it is a tender of the open order: `order.void`, a replaced order and
+`order.refund` reverse it (seed 003 asks to redeem "when a check is closed / payment
+processed"; redeeming at tender and reversing on void gives the same end state, and a voucher
+found spent or expired is known before the customer leaves). Redeemed with no order open, it
+belongs to no order and only `gift.reverse` gives it back.
+
 Validation succeeds for gifts that exist but cannot be redeemed (expired, depleted...): the event
 says so with `gift.is_redeemable` and `gift.reason`, and a redeem is refused before it reaches the
 provider.
@@ -9,7 +16,7 @@ provider.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 from agent.contract import (
     ErrorBody,
@@ -28,10 +35,19 @@ from agent.contract import (
 )
 from agent.errors import ErrorCode, LaneError, ProviderError
 from agent.flows.base import FlowContext, Handler
+from agent.flows.orders import outcome
 from agent.journal import IntentState, RedemptionJournal
 from agent.normalise import Kind, Token
 from agent.orders import Order
-from agent.providers.base import GiftProvider, GiftRef, GiftStatus, GiftType, Redemption
+from agent.providers.base import (
+    GiftProvider,
+    GiftRef,
+    GiftStatus,
+    GiftType,
+    Redemption,
+    Reversal,
+)
+from agent.tenders import Tender, TenderState
 from agent.tokens import display
 
 log = logging.getLogger(__name__)
@@ -56,6 +72,9 @@ class GiftFlow:
     def __init__(self, provider: GiftProvider, ctx: FlowContext) -> None:
         self.provider = provider
         self._journal = RedemptionJournal(ctx.book.db)
+        self._book = ctx.book
+        self._tenders = ctx.book.tenders
+        self._reference = ctx.reference
         self._vault = ctx.vault
         self._emit = ctx.emit
         # The provider redeems at the location its settings name (the lane's store by default).
@@ -73,10 +92,73 @@ class GiftFlow:
         return []
 
     async def on_void(self, order: Order) -> list[StepOutcome]:
-        return []
+        """The sale did not happen: every voucher it redeemed is reversed."""
+        held = [t for t in self._order_tenders(order) if t.holds_money]
+        return await self._give_back(order, held)
 
-    async def on_abandoned(self, order: Order) -> list[StepOutcome]:
-        return []
+    on_abandoned = on_void
+    """A replaced order leaves no voucher spent: the POS must send `order.paid` for a sale."""
+
+    async def on_refund(self, order: Order) -> list[StepOutcome]:
+        refunding = [t for t in self._order_tenders(order) if t.state is TenderState.REFUNDING]
+        return await self._give_back(order, refunding)
+
+    def view(self, order: Order) -> dict[str, Any] | None:
+        """Vouchers are the order's tenders: `order.get` lists them already."""
+        return None
+
+    def _order_tenders(self, order: Order) -> list[Tender]:
+        return self._tenders.of_order(order.order_id, FLOW)
+
+    async def _give_back(self, order: Order, tenders: list[Tender]) -> list[StepOutcome]:
+        steps = []
+        for tender in tenders:
+            what = f"voucher {tender.display}: {_units_text(tender)} back"
+            transaction_id = tender.transaction_id
+            if tender.state is TenderState.PENDING or transaction_id is None:
+                lost = ProviderError(
+                    ErrorCode.UNKNOWN_OUTCOME,
+                    f"its redemption (request {tender.reference}) may have gone through and the "
+                    "lane never learnt its transaction id; check the voucher's balance with "
+                    f"{self.provider.name} and reverse it there",
+                )
+                steps.append(outcome(FLOW, self.provider.name, "reverse", what, lost))
+                continue
+            if transaction_id.startswith(UNCONFIRMED):
+                unconfirmed = ProviderError(
+                    ErrorCode.NOT_FOUND,
+                    f"its answer was lost, so the lane has no transaction id to reverse; "
+                    f"reverse it with {self.provider.name} directly",
+                )
+                steps.append(outcome(FLOW, self.provider.name, "reverse", what, unconfirmed))
+                continue
+            try:
+                reversal = await self.provider.reverse(
+                    transaction_id,
+                    location=self._location,
+                    idempotency_key=f"{tender.reference}:back",
+                )
+            except LaneError as exc:
+                if exc.code is not ErrorCode.ALREADY_REVERSED:
+                    steps.append(outcome(FLOW, self.provider.name, "reverse", what, exc))
+                    continue
+                self._tenders.update(tender, state=TenderState.REVERSED)
+                steps.append(outcome(FLOW, self.provider.name, "reverse", f"{what} (already)"))
+                continue
+            self._tenders.update(tender, state=TenderState.REVERSED)
+            self._reversed(reversal, tender)
+            steps.append(outcome(FLOW, self.provider.name, "reverse", what))
+        return steps
+
+    def _reversed(self, reversal: Reversal, tender: Tender | None) -> None:
+        log.info("transaction %s reversed", reversal.transaction_id)
+        data = GiftReversedData(
+            provider=self.provider.name,
+            reversal=reversal,
+            order_id=None if tender is None else tender.order_id,
+            display=None if tender is None else tender.display,
+        )
+        self._emit(Event(type="gift.reversed", data=data.model_dump(mode="json")))
 
     async def on_scan(self, token: Token, token_id: str) -> None:
         """Validate a freshly scanned gift and tell the POS what it is worth."""
@@ -121,7 +203,21 @@ class GiftFlow:
         _check_redeemable(gift)
         units = params.amount if params.amount is not None else params.quantity
         assert units is not None
-        self._journal.begin(params.request_id, gift.gift_id, units, before=_units(gift))
+        shown = display(token)
+        order = self._book.current()
+        # Written before the call, together: a crash leaves the order owning a pending tender.
+        with self._book.transaction():
+            tender = self._tenders.begin(
+                self._reference(params.request_id),
+                order_id=None if order is None else order.order_id,
+                flow=FLOW,
+                provider=self.provider.name,
+                display=shown,
+                amount=params.amount,
+                quantity=params.quantity,
+                currency=gift.currency,
+            )
+            self._journal.begin(params.request_id, gift.gift_id, units, before=_units(gift))
         try:
             redemption = await self.provider.redeem(
                 gift.gift_id,
@@ -132,12 +228,15 @@ class GiftFlow:
             )
         except LaneError as exc:
             if exc.code is not ErrorCode.UNKNOWN_OUTCOME:
-                self._journal.mark(params.request_id, IntentState.FAILED)
+                with self._book.transaction():
+                    self._journal.mark(params.request_id, IntentState.FAILED)
+                    self._tenders.update(tender, state=TenderState.FAILED)
                 raise
-            redemption = await self._resolve_lost(params, ref, exc)
+            redemption = await self._resolve_lost(params, ref, exc, tender)
         else:
-            self._journal.mark(params.request_id, IntentState.APPLIED)
-        shown = display(token)
+            with self._book.transaction():
+                self._journal.mark(params.request_id, IntentState.APPLIED)
+                self._taken(tender, redemption)
         log.info("gift %s redeemed: transaction %s", shown, redemption.transaction_id)
         data = GiftRedeemedData(
             token_id=params.token_id,
@@ -176,10 +275,25 @@ class GiftFlow:
                     "gone through; check the gift's history with the provider before redeeming",
                 )
             log.info("gift %s: lost redemption %s was %s", gift.gift_id, intent.request_id, state)
-            self._journal.mark(intent.request_id, state)
+            with self._book.transaction():
+                self._journal.mark(intent.request_id, state)
+                tender = self._tenders.get(self._reference(intent.request_id))
+                if tender is not None and tender.state is TenderState.PENDING:
+                    if state is IntentState.FAILED:
+                        self._tenders.update(tender, state=TenderState.FAILED)
+                    else:
+                        unconfirmed = f"{UNCONFIRMED}{intent.request_id}"
+                        self._tenders.update(
+                            tender, state=TenderState.TAKEN, transaction_id=unconfirmed
+                        )
+
+    def _taken(self, tender: Tender, redemption: Redemption) -> None:
+        self._tenders.update(
+            tender, state=TenderState.TAKEN, transaction_id=redemption.transaction_id
+        )
 
     async def _resolve_lost(
-        self, params: GiftRedeemParams, ref: GiftRef, lost: LaneError
+        self, params: GiftRedeemParams, ref: GiftRef, lost: LaneError, tender: Tender
     ) -> Redemption:
         """The redeem was sent and its answer lost: the balance now says whether it happened."""
         try:
@@ -192,6 +306,7 @@ class GiftFlow:
         state = intent.settle(_units(fresh))
         self._journal.mark(params.request_id, state or IntentState.UNKNOWN)
         if state is IntentState.FAILED:
+            self._tenders.update(tender, state=TenderState.FAILED)
             raise ProviderError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
                 "the provider did not answer and the gift's balance is unchanged: nothing was "
@@ -200,27 +315,47 @@ class GiftFlow:
         if state is None:
             raise lost
         log.warning("redeem %s: answer lost, the balance shows it went through", params.request_id)
-        return Redemption(
+        redemption = Redemption(
             transaction_id=f"{UNCONFIRMED}{params.request_id}",
             gift_id=fresh.gift_id,
             amount=params.amount,
             quantity=params.quantity,
             gift=fresh,
         )
+        self._taken(tender, redemption)
+        return redemption
 
-    async def reverse(self, params: GiftReverseParams) -> ReverseResult:
-        reversal = await self.provider.reverse(
-            params.transaction_id, location=self._location, idempotency_key=params.request_id
-        )
-        log.info("transaction %s reversed", reversal.transaction_id)
-        data = GiftReversedData(provider=self.provider.name, reversal=reversal)
-        self._emit(Event(type="gift.reversed", data=data.model_dump(mode="json")))
+    async def reverse(self, params: GiftReverseParams, tender: Tender) -> ReverseResult:
+        """Give one redemption back, e.g. a voucher the customer took off the sale."""
+        if tender.state is TenderState.REVERSED:
+            already = f"redemption {params.transaction_id} is already reversed"
+            raise LaneError(ErrorCode.ALREADY_REVERSED, already)
+        if params.transaction_id.startswith(UNCONFIRMED):
+            raise LaneError(
+                ErrorCode.NOT_FOUND,
+                "this redemption's answer was lost, so the lane has no transaction id to "
+                f"reverse; reverse it with {self.provider.name} directly",
+            )
+        try:
+            reversal = await self.provider.reverse(
+                params.transaction_id, location=self._location, idempotency_key=params.request_id
+            )
+        except LaneError as exc:
+            if exc.code is ErrorCode.ALREADY_REVERSED:
+                self._tenders.update(tender, state=TenderState.REVERSED)
+            raise
+        self._tenders.update(tender, state=TenderState.REVERSED)
+        self._reversed(reversal, tender)
         return ReverseResult(provider=self.provider.name, reversal=reversal)
 
 
 def _units(gift: GiftStatus) -> int:
     """What a redemption takes from: minor units of a monetary gift, items of an item gift."""
     return (gift.balance if gift.type is GiftType.MONETARY else gift.item_quantity) or 0
+
+
+def _units_text(tender: Tender) -> str:
+    return f"{tender.quantity} items" if tender.amount is None else str(tender.amount)
 
 
 def _check_redeemable(gift: GiftStatus) -> None:

@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
 
@@ -509,6 +509,19 @@ class LoyaltyFlow:
                 kept = f"redemptions (ref {ref}) were kept; void the order to give them back"
                 return [outcome(FLOW, self.provider.name, "kept", kept)]
             return [await self._unlock(order.order_id, state)] if state.locked else []
+
+    async def on_refund(self, order: Order) -> list[StepOutcome]:
+        """A refunded sale gives its committed redemptions back, as a voided one does."""
+        return await self.on_void(order)
+
+    def view(self, order: Order) -> dict[str, Any] | None:
+        state = self._book.flow_state(order.order_id, FLOW, LoyaltyState)
+        if state is None:
+            return None
+        keep = {"guest", "receipt_key", "locked", "committed", "checked_in", "points_earned"}
+        view = state.model_dump(mode="json", include=keep)
+        view["check"] = None if state.check is None else state.check.outcome.model_dump(mode="json")
+        return view
 
     async def _unlock(self, order_id: str, state: LoyaltyState) -> StepOutcome:
         what = "the guest's discount basket"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.contract import (
     ErrorBody,
@@ -24,10 +24,18 @@ from agent.contract import (
     OrderUpdateParams,
     StepOutcome,
 )
-from agent.contract.orders import OutboxDeadData, OutboxDeliveredData, OutboxEntryInfo
+from agent.contract.orders import (
+    OrderGetParams,
+    OrderRefundParams,
+    OrderView,
+    OutboxDeadData,
+    OutboxDeliveredData,
+    OutboxEntryInfo,
+)
 from agent.errors import ErrorCode, LaneError
 from agent.orders import Order, OrderBook, OrderStatus, can_close
 from agent.outbox import DEFAULT_BACKOFF, Backoff, Entry, EntryState, Outbox, OutboxWorker
+from agent.tenders import Tender, TenderState
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,11 @@ CLOSED_EVENTS = {
     OrderStatus.PAID: "order.committed",
     OrderStatus.VOID: "order.voided",
     OrderStatus.ABANDONED: "order.abandoned",
+    OrderStatus.REFUNDED: "order.refunded",
 }
+# Refunds give back flow by flow in this order: a coupon backend without a refund call, whose
+# step can only tell the cashier what to do, comes last.
+REFUND_ORDER = ("gift", "card", "loyalty", "coupons")
 
 
 class OrderFlow(Protocol):
@@ -55,6 +67,15 @@ class OrderFlow(Protocol):
     async def on_void(self, order: Order) -> list[StepOutcome]: ...
 
     async def on_abandoned(self, order: Order) -> list[StepOutcome]: ...
+
+    async def on_refund(self, order: Order) -> list[StepOutcome]:
+        """Give back what `order.refund` asked of this flow (tenders marked `refunding`, or for
+        a whole refund the flow's own committed work)."""
+        ...
+
+    def view(self, order: Order) -> dict[str, Any] | None:
+        """What the flow holds for the order, for `order.get`; None when nothing."""
+        ...
 
 
 def info(order: Order) -> OrderInfo:
@@ -128,6 +149,93 @@ class OrderDesk:
         async with self._lock:
             return await self._close(params.order_id, OrderStatus.VOID)
 
+    async def get(self, params: OrderGetParams) -> OrderView:
+        order = (
+            self.book.require(params.order_id)
+            if params.order_id is not None
+            else self.book.current()
+        )
+        if order is None:
+            raise LaneError(ErrorCode.NOT_FOUND, "no open order on this lane")
+        tenders = self.book.tenders.of_order(order.order_id)
+        paid = sum(t.amount or 0 for t in tenders if t.holds_money)
+        s = order.snapshot
+        views = {name: flow.view(order) for name, flow in self.flows.items()}
+        return OrderView(
+            order=info(order),
+            lines=s.lines,
+            subtotal=s.subtotal,
+            tax=s.tax,
+            tenders=tenders,
+            paid=paid,
+            left_to_pay=max(s.total - paid, 0),
+            flows={name: view for name, view in views.items() if view is not None},
+        )
+
+    async def refund(self, params: OrderRefundParams) -> OrderClosedData:
+        """Mark what is given back, close the order as refunded when it is all of it, and
+        queue each flow's part in the same transaction; then make the first attempt."""
+        async with self._lock:
+            order = self.book.require(params.order_id)
+            if order.status not in (OrderStatus.PAID, OrderStatus.REFUNDED):
+                raise LaneError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"order {order.order_id} is {order.status}: a refund is for a paid order "
+                    "(an open one is voided)",
+                )
+            tenders = self.book.tenders.of_order(order.order_id)
+            whole = params.transaction_ids is None
+            chosen = (
+                [t for t in tenders if t.state is TenderState.TAKEN]
+                if whole
+                else [self._refundable(order, tenders, tx) for tx in params.transaction_ids or []]
+            )
+            if whole and order.status is OrderStatus.REFUNDED and not chosen:
+                return await self._close(order.order_id, OrderStatus.REFUNDED)
+            flows = (
+                [f for f in REFUND_ORDER if f in self.flows]
+                if whole
+                else [f for f in REFUND_ORDER if any(t.flow == f for t in chosen)]
+            )
+            phase = f"refund:{self._refunds(order.order_id) + 1}"
+            with self.book.transaction():
+                for tender in chosen:
+                    self.book.tenders.update(tender, state=TenderState.REFUNDING)
+                closed = self.book.close(order.order_id, OrderStatus.REFUNDED) if whole else order
+                self.outbox.add(order.order_id, flows, phase, hold=FIRST_ATTEMPT_HOLD)
+            steps = await self._deliver(order.order_id)
+            what = "whole order" if whole else f"{len(chosen)} tenders"
+            data = OrderClosedData(
+                order=info(closed),
+                steps=steps,
+                reason=f"refund of the {what}",
+                queued=self._queued(order.order_id),
+            )
+            self._emit(Event(type="order.refunded", data=data.model_dump(mode="json")))
+            log.info("order %s refunded (%s): %d steps", order.order_id, what, len(steps))
+            return data
+
+    @staticmethod
+    def _refundable(order: Order, tenders: list[Tender], transaction_id: str) -> Tender:
+        tender = next((t for t in tenders if t.transaction_id == transaction_id), None)
+        if tender is None:
+            raise LaneError(
+                ErrorCode.NOT_FOUND,
+                f"transaction {transaction_id} is not a tender of order {order.order_id}",
+            )
+        if tender.state is not TenderState.TAKEN:
+            code = (
+                ErrorCode.ALREADY_REVERSED
+                if tender.state in (TenderState.REVERSED, TenderState.REFUNDING)
+                else ErrorCode.INVALID_REQUEST
+            )
+            raise LaneError(code, f"transaction {transaction_id} is {tender.state}")
+        return tender
+
+    def _refunds(self, order_id: str) -> int:
+        entries = self.outbox.entries(order_id=order_id)
+        return len({e.phase for e in entries if e.phase.startswith("refund")})
+
     async def _close(
         self, order_id: str, status: OrderStatus, reason: str | None = None
     ) -> OrderClosedData:
@@ -189,7 +297,8 @@ class OrderDesk:
             OrderStatus.PAID.value: flow.on_paid,
             OrderStatus.VOID.value: flow.on_void,
             OrderStatus.ABANDONED.value: flow.on_abandoned,
-        }[entry.phase]
+            "refund": flow.on_refund,
+        }[entry.phase.split(":")[0]]
         return await hook(order)
 
     def _dead(self, entry: Entry, error: str) -> None:

@@ -7,8 +7,8 @@ from agent.contract import OPS
 from agent.operations import OPERATIONS, OperationClass
 
 # Ops that call no provider.
-LOCAL_OPS = {"scan.inject", "device.health"}
-ORDER_FLOWS = ("card", "coupons", "loyalty")
+LOCAL_OPS = {"scan.inject", "device.health", "order.get"}
+ORDER_FLOWS = ("gift", "card", "coupons", "loyalty")
 
 
 def test_every_op_that_calls_a_provider_is_classified() -> None:
@@ -19,7 +19,7 @@ def test_every_op_that_calls_a_provider_is_classified() -> None:
 
 def test_every_order_hook_is_queued_and_every_request_op_online() -> None:
     hooks = {what: cls for what, _, cls, _ in OPERATIONS if ": " in what}
-    for phase in ("paid", "void", "abandoned"):
+    for phase in ("paid", "void", "abandoned", "refund"):
         for flow in ORDER_FLOWS:
             assert hooks[f"{phase}: {flow}"] is OperationClass.QUEUED
     online = [cls for what, _, cls, _ in OPERATIONS if ": " not in what]

@@ -269,6 +269,7 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "amount": AMOUNTS,
         "quantity": AMOUNTS,
         "transaction_id": TEXT | JSON,
+        "transaction_ids": st.lists(TEXT, max_size=3) | JSON,
         "device_id": st.sampled_from(["keyed", "scanner"]) | TEXT | JSON,
         "level": st.sampled_from(["internal", "external"]) | JSON,
         "order_id": ids | JSON,
