@@ -100,6 +100,9 @@ _ERROR_MEANING = {
     ErrorCode.INVALID_REQUEST: "malformed JSON, missing `request_id`, or params that fail "
     "validation (the message names the field)",
     ErrorCode.UNKNOWN_OP: "no such op; the message lists the known ones",
+    ErrorCode.REQUEST_ID_CONFLICT: "the `request_id` was already used for another op, or for "
+    "the same op with other params (`details.first_op` names the first request's op); nothing "
+    "was done: send a new `request_id` for a new request",
     ErrorCode.UNKNOWN_TOKEN: "the `token_id` is unknown or expired (agent restarted, or older "
     "than `state.token_ttl`): scan again",
     ErrorCode.NOT_FOUND: "the provider does not know this gift, card or transaction",
