@@ -1,6 +1,7 @@
-"""The page as a K-Series web extension (seed 000): the POS's scan forwarded to the agent, its
-order total sent as the order, the agent's card payment added with pos_addPayment in cents with
-the payment method code, then back to checkout; a payment the POS refuses goes back to the card.
+"""The page as a K-Series web extension (seed 000): the POS's barcode or NFC read forwarded to
+the agent, its order total sent as the order, the agent's card payment added with pos_addPayment
+in cents with the payment method code, then back to checkout; a payment the POS refuses goes back
+to the card.
 
 The POS is tests/browser/pos_shim.js: its pos_* functions exist only inside the real POS app."""
 
