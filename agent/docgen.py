@@ -186,6 +186,9 @@ _ERROR_MEANING = {
     "lane's state does not allow (no open order, a token of another kind, more than is left to "
     "pay); also a field the provider refused",
     ErrorCode.UNKNOWN_OP: "no such op; the message lists the known ones",
+    ErrorCode.REQUEST_ID_CONFLICT: "the `request_id` was already used for another op, or for "
+    "the same op with other params (`details.first_op` names the first request's op); nothing "
+    "was done: send a new `request_id` for a new request",
     ErrorCode.UNKNOWN_TOKEN: "the `token_id` is unknown or expired (agent restarted, or older "
     "than `state.token_ttl`): scan again",
     ErrorCode.NOT_FOUND: "the provider does not know this gift, card, transaction, customer or "

@@ -11,6 +11,7 @@ from typing import Any
 class ErrorCode(enum.StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNKNOWN_OP = "unknown_op"
+    REQUEST_ID_CONFLICT = "request_id_conflict"
     UNKNOWN_TOKEN = "unknown_token"
     NOT_FOUND = "not_found"
     NOT_REDEEMABLE = "not_redeemable"

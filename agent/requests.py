@@ -3,18 +3,25 @@
 Every payload gets an answer: malformed JSON, unknown ops and invalid params get an error
 response, never silence. Answers are kept in SQLite (in the state directory) so a POS that repeats
 a `request_id`, even across an agent restart, gets the first answer again and nothing is done twice.
+A `request_id` repeated for another op or with other params is a POS bug that must not pass for
+the first request's success: it is answered `request_id_conflict`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,40 +44,120 @@ _NOT_KEPT = {
 MAX_DEPTH = 32
 
 
+class FirstUse(NamedTuple):
+    """What a request_id was first used for. `digest` is None for an answer kept by an agent that
+    did not compare params (or under a lost key): its repeats are taken as the same params."""
+
+    op: str
+    digest: str | None
+
+
 class ResponseStore:
-    """Durable request_id -> first answer, pruned after `keep` seconds."""
+    """Durable request_id -> first answer and the digest of its params, pruned after `keep` s.
+
+    The digest is an HMAC-SHA256 under a random key in a file beside the database: params carry
+    clear codes (`scan.inject`'s data), and a plain hash of a 12-digit voucher code is undone by
+    trying every code, so the table alone must not be enough to check a guess.
+    """
 
     def __init__(self, path: Path, keep: float = 7 * 86400) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = _digest_key(path.with_suffix(".key"))
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
-            " answer TEXT NOT NULL, created REAL NOT NULL)"
+            " answer TEXT NOT NULL, created REAL NOT NULL, params_digest TEXT)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        if "params_digest" not in columns:  # a table kept before params were compared
+            self._db.execute("ALTER TABLE responses ADD COLUMN params_digest TEXT")
+        self._forget_digests_of_another_key()
         self._db.execute("DELETE FROM responses WHERE created < ?", (time.time() - keep,))
 
-    def get(self, request_id: str) -> tuple[str, Response] | None:
-        row = self._db.execute(
-            "SELECT op, answer FROM responses WHERE request_id = ?", (request_id,)
-        ).fetchone()
-        return None if row is None else (row[0], Response.model_validate_json(row[1]))
+    def _forget_digests_of_another_key(self) -> None:
+        """Digests made under a key file that was since lost cannot be compared: they become
+        unknown, like those of old rows, instead of making every repeat a conflict."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        check = hmac.new(self._key, b"key check", hashlib.sha256).hexdigest()
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+        if row is None or row[0] != check:
+            self._db.execute("UPDATE responses SET params_digest = NULL")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('key_check', ?)", (check,))
 
-    def put(self, request_id: str, op: str, answer: Response) -> None:
+    def digest(self, params: Request) -> str:
+        """The params as validated, without request_id, as sorted JSON: the same request spelled
+        differently (key order, spacing, a default written out) has the same digest."""
+        canonical = json.dumps(
+            params.model_dump(mode="json", exclude={"request_id"}),
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hmac.new(self._key, canonical.encode(), hashlib.sha256).hexdigest()
+
+    def get(self, request_id: str) -> tuple[FirstUse, Response] | None:
+        row = self._db.execute(
+            "SELECT op, params_digest, answer FROM responses WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return FirstUse(row[0], row[1]), Response.model_validate_json(row[2])
+
+    def put(self, request_id: str, first: FirstUse, answer: Response) -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?)",
-            (request_id, op, answer.model_dump_json(), time.time()),
+            "INSERT OR IGNORE INTO responses (request_id, op, answer, created, params_digest)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (request_id, first.op, answer.model_dump_json(), time.time(), first.digest),
         )
 
     def close(self) -> None:
         self._db.close()
 
 
-def error_response(request_id: str | None, code: ErrorCode, message: str) -> Response:
+def _digest_key(path: Path) -> bytes:
+    """The key of the params digests, made on first use, readable by the agent alone."""
+    with contextlib.suppress(FileNotFoundError):
+        key = path.read_bytes()
+        if len(key) == 32:
+            return key
+    key = secrets.token_bytes(32)
+    partial = path.with_suffix(".key-new")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(key)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)  # never a half-written key, even after a crash
+    return key
+
+
+def error_response(
+    request_id: str | None, code: ErrorCode, message: str, details: dict[str, Any] | None = None
+) -> Response:
     return Response(
-        request_id=request_id, status="error", error=ErrorBody(code=code, message=message)
+        request_id=request_id,
+        status="error",
+        error=ErrorBody(code=code, message=message, details=details),
+    )
+
+
+def conflict(request_id: str, first: FirstUse, op: str, digest: str) -> Response | None:
+    """The answer to a request_id repeated for another op or with other params, else None."""
+    if first.op != op:
+        used = f"op '{first.op}'"
+    elif first.digest is not None and first.digest != digest:
+        used = f"op '{first.op}' with other params"
+    else:
+        return None
+    log.warning("request %s for op %s refused: it was already used for %s", request_id, op, used)
+    return error_response(
+        request_id,
+        ErrorCode.REQUEST_ID_CONFLICT,
+        f"request_id '{request_id}' was already used for {used}; nothing was done: send a new "
+        "request_id for a new request",
+        details={"first_op": first.op},
     )
 
 
@@ -142,7 +229,7 @@ class RequestRouter:
         self._state_dir = store.path.parent
         self._max_payload = max_payload
         self._handlers = dict(handlers)
-        self._inflight: dict[str, asyncio.Future[Response]] = {}
+        self._inflight: dict[str, tuple[FirstUse, asyncio.Future[Response]]] = {}
 
     async def handle(self, op: str, payload: bytes) -> Response:
         if len(payload) > self._max_payload:
@@ -172,27 +259,27 @@ class RequestRouter:
         return await self._once(op, params)
 
     async def _once(self, op: str, params: Request) -> Response:
-        """Run a request at most once per request_id, also when the repeat arrives mid-flight."""
+        """Run a request at most once per request_id, also when the repeat arrives mid-flight;
+        a repeat for another op or with other params is a conflict, never the first answer."""
         request_id = params.request_id
+        digest = self._store.digest(params)
         running = self._inflight.get(request_id)
         if running is not None:
-            return await asyncio.shield(running)
-        stored = self._store.get(request_id)
-        if stored is not None:
-            first_op, answer = stored
-            if first_op != op:
-                return error_response(
-                    request_id,
-                    ErrorCode.INVALID_REQUEST,
-                    f"request_id '{request_id}' was already used for op '{first_op}'",
-                )
-            return answer
+            first, pending = running
+            refused = conflict(request_id, first, op, digest)
+            return refused if refused is not None else await asyncio.shield(pending)
+        kept = self._store.get(request_id)
+        if kept is not None:
+            first, answer = kept
+            refused = conflict(request_id, first, op, digest)
+            return refused if refused is not None else answer
+        first = FirstUse(op, digest)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._inflight[request_id] = future
+        self._inflight[request_id] = (first, future)
         try:
             answer = await self._run(op, params)
             if answer.error is None or answer.error.code not in _NOT_KEPT:
-                self._keep(request_id, op, answer)
+                self._keep(request_id, first, answer)
             future.set_result(answer)
             return answer
         except BaseException as exc:
@@ -202,11 +289,11 @@ class RequestRouter:
         finally:
             del self._inflight[request_id]
 
-    def _keep(self, request_id: str, op: str, answer: Response) -> None:
+    def _keep(self, request_id: str, first: FirstUse, answer: Response) -> None:
         """Keep the answer for repeats; with the disk full it is given once, unkept: a repeat
         then runs the op again, which each flow answers from its own records."""
         try:
-            self._store.put(request_id, op, answer)
+            self._store.put(request_id, first, answer)
         except sqlite3.Error as exc:
             if not out_of_space(exc):
                 raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -25,6 +26,30 @@ FlowHandler = Callable[[Token, str], Coroutine[Any, Any, None]]
 
 # Kind of a token read from an NFC tag that carries no NDEF text: its UID identifies it.
 NFC_UID = "nfc_uid"
+# A tag UID as text (a POS's NFC callback keyed through scan.inject): ISO/IEC 14443 sizes of 4, 7
+# or 10 bytes in hex of either case, the bytes split by one kind of ':', ' ' or '-' or not at all,
+# with the spaces and terminators keyed entry passes through.
+_UID_TEXT = re.compile(
+    rb" *([0-9A-Fa-f]{2}(?:([-: ]?)[0-9A-Fa-f]{2})(?:\2[0-9A-Fa-f]{2})*)[ \r\n\t]*"
+)
+_UID_SIZES = (4, 7, 10)
+
+
+def _uid_token(uid: bytes) -> Token:
+    """The token of a tag known by its UID: upper-case hex, however the UID was read."""
+    return Token(NFC_UID, uid.hex().upper(), "nfc", valid=True, error=None)
+
+
+def _tag_uid_of(raw: RawScan) -> bytes | None:
+    """The tag UID a scan with symbology `nfc` carries, or None when its text is something else
+    (a URL from an NDEF record), which is normalised like any scan."""
+    if (raw.symbology or "").strip().lower() != "nfc":
+        return None
+    match = _UID_TEXT.fullmatch(raw.data)
+    if match is None:
+        return None
+    uid = bytes.fromhex(re.sub(rb"[-: ]", b"", match[1]).decode("ascii"))
+    return uid if len(uid) in _UID_SIZES else None
 
 
 class ScanPipeline:
@@ -65,10 +90,18 @@ class ScanPipeline:
             self._devices.dropped(event)
 
     def scan(self, raw: RawScan) -> ScanMessage:
-        """Raises `ScanRateLimited` for a scan over its device's rate limit (dropped, counted)."""
+        """Raises `ScanRateLimited` for a scan over its device's rate limit (dropped, counted).
+
+        A scan with symbology `nfc` is a tag read that came as text: a UID in it is the same
+        token a reader's `TagRead` gives, so the card goes to the same flow either way."""
         if self._limiter is not None:
             self._limiter.check(raw.device_id, raw.received)
-        token = self._normaliser.normalise(raw.data, raw.symbology)
+        uid = _tag_uid_of(raw)
+        token = (
+            _uid_token(uid)
+            if uid is not None
+            else self._normaliser.normalise(raw.data, raw.symbology)
+        )
         return self._publish_token(raw.device_id, token)
 
     def tag(self, tag: TagRead) -> ScanMessage:
@@ -80,7 +113,7 @@ class ScanPipeline:
         if text is not None:
             token = self._normaliser.normalise(text.encode(), "nfc")
         else:
-            token = Token(NFC_UID, tag.uid.hex().upper(), "nfc", valid=True, error=None)
+            token = _uid_token(tag.uid)
         info = NfcInfo(
             tag_type=tag.tag_type,
             uid=mask(tag.uid.hex().upper()),

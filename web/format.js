@@ -45,6 +45,7 @@ export function amountText(minor, currency = "USD") {
 export const ERROR_TITLES = Object.freeze({
   invalid_request: "Request refused",
   unknown_op: "The lane agent does not know this request",
+  request_id_conflict: "Request refused: its id was used for another request",
   unknown_token: "Scan it again",
   not_found: "Not found",
   not_redeemable: "Cannot be redeemed",

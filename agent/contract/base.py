@@ -31,7 +31,7 @@ class Envelope(_Payload):
 
 
 class Request(_Payload):
-    """Every request carries a `request_id`; repeating it returns the first answer again."""
+    """Every request has a `request_id`; repeated with the same params, it gets the first answer."""
 
     request_id: str = Field(min_length=1, max_length=128)
 

@@ -88,7 +88,13 @@ class ScanInjectParams(Request):
     """Keyed entry from the POS screen: handled exactly like a scan from a device."""
 
     data: str = Field(min_length=1, max_length=4096)
-    symbology: str = Field("keyed", max_length=32)
+    symbology: str = Field(
+        "keyed",
+        max_length=32,
+        description="`nfc` for a tag the POS read: a tag UID in hex (4, 7 or 10 bytes, in either "
+        "case, the bytes split by `:`, space or `-` or not) is the same `nfc_uid` token a lane "
+        "NFC reader gives; other text (an NDEF URL) is scanned like a barcode",
+    )
 
 
 class DeviceHealthParams(Request):

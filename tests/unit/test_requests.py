@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import hashlib
 import json
 import logging
 import shutil
+import sqlite3
 import tempfile
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,12 +106,122 @@ async def test_a_bug_in_a_handler_is_an_internal_error_not_a_crash(tmp_path: Pat
     assert answer.error is not None and answer.error.code is ErrorCode.INTERNAL
 
 
-async def test_same_request_id_for_another_op_is_refused(tmp_path: Path) -> None:
+def conflict_op(answer: Response) -> str:
+    """The first request's op a request_id_conflict answer names (message and details)."""
+    assert answer.status == "error" and answer.error is not None, answer
+    assert answer.error.code is ErrorCode.REQUEST_ID_CONFLICT, answer.error
+    assert answer.error.details is not None
+    first_op: str = answer.error.details["first_op"]
+    assert f"already used for op '{first_op}'" in answer.error.message
+    return first_op
+
+
+async def test_the_same_params_spelled_differently_get_the_first_answer(tmp_path: Path) -> None:
+    counter = Counter()
+    r = router(tmp_path, counter)
+    first = await r.handle("scan.inject", b'{"request_id": "k1", "data": "100000000001"}')
+    again = await r.handle(
+        "scan.inject", b'{"data":"100000000001","symbology":"keyed","request_id":"k1"}'
+    )
+    assert counter.calls == 1 and again == first and first.status == "ok"
+
+
+async def test_same_request_id_with_other_params_is_a_conflict(tmp_path: Path) -> None:
+    counter = Counter()
+    r = router(tmp_path, counter)
+    first = await r.handle("gift.redeem", body(request_id="r5", token_id="t", amount=100))
+    other = await r.handle("gift.redeem", body(request_id="r5", token_id="t", amount=900))
+    assert conflict_op(other) == "gift.redeem" and other.request_id == "r5"
+    assert other.error is not None and "with other params" in other.error.message
+    assert counter.calls == 1
+    # The conflict is not kept in place of the first answer.
+    assert await r.handle("gift.redeem", body(request_id="r5", token_id="t", amount=100)) == first
+
+
+async def test_same_request_id_for_another_op_is_a_conflict(tmp_path: Path) -> None:
     counter = Counter()
     r = router(tmp_path, counter)
     await r.handle("gift.redeem", body(request_id="r4", token_id="t", amount=5))
     answer = await r.handle("gift.reverse", body(request_id="r4", transaction_id="x"))
-    assert answer.error is not None and "already used for op 'gift.redeem'" in answer.error.message
+    assert conflict_op(answer) == "gift.redeem" and counter.calls == 1
+
+
+async def test_another_op_while_the_first_is_in_flight_is_a_conflict_at_once(
+    tmp_path: Path,
+) -> None:
+    counter = Counter()
+    counter.gate = asyncio.Event()
+    r = router(tmp_path, counter)
+    first = asyncio.create_task(
+        r.handle("gift.redeem", body(request_id="r6", token_id="t", amount=5))
+    )
+    await counter.started.wait()
+    # Answered while the redeem still runs (the gate holds it), not with the redeem's result:
+    # waiting for that would never end, so the bound only turns a hang into a failure.
+    for op, payload in [
+        ("device.health", body(request_id="r6")),
+        ("gift.redeem", body(request_id="r6", token_id="t", amount=6)),
+    ]:
+        answer = await asyncio.wait_for(r.handle(op, payload), 5)
+        assert conflict_op(answer) == "gift.redeem"
+    assert not first.done()
+    counter.gate.set()
+    assert (await first).status == "ok" and counter.calls == 1
+
+
+async def test_params_are_compared_across_a_restart(tmp_path: Path) -> None:
+    counter = Counter()
+    first = await router(tmp_path, counter).handle(
+        "scan.inject", body(request_id="r7", data="100000000001")
+    )
+    restarted = router(tmp_path, counter)
+    assert (
+        await restarted.handle("scan.inject", body(request_id="r7", data="100000000001")) == first
+    )
+    other = await restarted.handle("scan.inject", body(request_id="r7", data="100000000002"))
+    assert conflict_op(other) == "scan.inject" and counter.calls == 1
+    # The table alone does not give a guessed code away: its digest is not a plain hash.
+    plain = hashlib.sha256(b'{"data":"100000000001","symbology":"keyed"}').hexdigest()
+    assert plain.encode() not in (tmp_path / "requests.sqlite").read_bytes()
+
+
+def old_table(path: Path, request_id: str, op: str, answer: Response) -> None:
+    """A response store as an agent that did not compare params left it."""
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
+        " answer TEXT NOT NULL, created REAL NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO responses VALUES (?, ?, ?, ?)",
+        (request_id, op, answer.model_dump_json(), time.time()),
+    )
+    db.commit()
+    db.close()
+
+
+async def test_answers_kept_before_params_were_compared_still_answer(tmp_path: Path) -> None:
+    kept = Response(request_id="old", status="ok", data={"ok": True, "items": []})
+    old_table(tmp_path / "requests.sqlite", "old", "gift.redeem", kept)
+    counter = Counter()
+    r = router(tmp_path, counter)
+    # Its params are unknown: any repeat for the same op gets the first answer, as before.
+    assert await r.handle("gift.redeem", body(request_id="old", token_id="t", amount=9)) == kept
+    assert conflict_op(await r.handle("device.health", body(request_id="old"))) == "gift.redeem"
+    # New answers in the migrated table are compared.
+    await r.handle("gift.redeem", body(request_id="new", token_id="t", amount=1))
+    other = await router(tmp_path, counter).handle(
+        "gift.redeem", body(request_id="new", token_id="t", amount=2)
+    )
+    assert conflict_op(other) == "gift.redeem" and counter.calls == 1
+
+
+async def test_a_lost_digest_key_makes_kept_digests_unknown_not_conflicts(tmp_path: Path) -> None:
+    counter = Counter()
+    payload = body(request_id="r8", token_id="t", amount=5)
+    first = await router(tmp_path, counter).handle("gift.redeem", payload)
+    (tmp_path / "requests.key").unlink()
+    assert await router(tmp_path, counter).handle("gift.redeem", payload) == first
     assert counter.calls == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ class Lane:
         devices = DeviceRegistry(self.records.append)
         devices.add("nfc1", "nfc")
         devices.add("scan1", "evdev")
+        devices.add("keyed", "keyed")
         self.pipeline = ScanPipeline(
             Normaliser(),
             self.vault,
@@ -75,6 +77,62 @@ async def test_tag_without_text_is_identified_by_uid_and_removal_is_an_event() -
     assert lane.events[0].data["uid"] == lane.scans[0].nfc.uid  # type: ignore[union-attr]
 
 
+UID = bytes.fromhex("04A1B2C3D4E5F6")
+
+
+@pytest.mark.parametrize(
+    ("uid", "keyed"),
+    [
+        (UID, b"04A1B2C3D4E5F6"),
+        (UID, b"04a1b2c3d4e5f6\r\n"),
+        (UID, b"04:a1:B2:c3:D4:e5:F6"),
+        (UID, b" 04 A1 B2 C3 D4 E5 F6 "),
+        (UID, b"04-A1-B2-C3-D4-E5-F6"),
+        (bytes.fromhex("DEADBEEF"), b"de:ad:be:ef"),
+        (bytes.fromhex("0102030405060708090A"), b"0102030405060708090a"),
+    ],
+)
+def test_a_uid_keyed_as_nfc_is_the_token_a_reader_gives(uid: bytes, keyed: bytes) -> None:
+    lane = Lane(flows=False)
+    read = lane.pipeline.tag(TagRead("nfc1", uid, "Type2Tag"))
+    typed = lane.pipeline.scan(RawScan("keyed", keyed, "nfc"))
+    assert (typed.kind, typed.symbology, typed.valid) == (NFC_UID, "nfc", True)
+    assert typed.token_id == read.token_id  # the vault's one id for one (kind, value)
+    assert typed.display == read.display and typed.value is None
+    assert uid.hex().upper() not in typed.display
+    read_entry, typed_entry = (
+        lane.vault.get(read.token_id or ""),
+        lane.vault.get(typed.token_id or ""),
+    )
+    assert read_entry is not None and typed_entry is not None
+    assert (
+        typed_entry.token
+        == read_entry.token
+        == Token(NFC_UID, uid.hex().upper(), "nfc", valid=True, error=None)
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "symbology"),
+    [
+        (b"https://giftlocal.com/v/demo-gift-50", "nfc"),  # an NDEF URL the POS passed on
+        (b"04A1B2C3D4E5", "nfc"),  # 6 bytes: no tag UID has that size
+        (b"04A1B2C3D4E5F6A7", "nfc"),
+        (b"04:A1 B2:C3", "nfc"),  # two kinds of separator
+        (b"04A:1B2:C3", "nfc"),  # a separator inside a byte
+        (b"04A1B2C3D4E5F6", "keyed"),  # typed by a cashier: not a tag read
+        (b"04A1B2C3D4E5F6", None),
+    ],
+)
+def test_other_text_is_normalised_as_before(data: bytes, symbology: str | None) -> None:
+    lane = Lane(flows=False)
+    scan = lane.pipeline.scan(RawScan("keyed", data, symbology))
+    expected = Normaliser().normalise(data, symbology)
+    assert scan.kind == expected.kind != NFC_UID
+    entry = lane.vault.get(scan.token_id or "")
+    assert entry is not None and entry.token == expected
+
+
 async def test_counters_and_states_follow_driver_events() -> None:
     lane = Lane()
     await lane.pipeline.handle(StatusChange("scan1", DeviceState.CONNECTED))
@@ -115,6 +173,7 @@ DATA = (
             b"(555) 123-4567",
             b"Someone@Example.com",
             b"P12345",
+            b"04:a1:b2:c3:d4:e5:f6\r\n",
         ]
     )
 )
