@@ -232,7 +232,9 @@ class GiftLocalProvider:
 
     name = NAME
 
-    def __init__(self, settings: GiftLocalSettings) -> None:
+    def __init__(
+        self, settings: GiftLocalSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         """Read the API key now, so a missing one stops start-up with a clear message."""
         try:
             key = read_secret(settings.api_key_file, CREDENTIAL)
@@ -247,7 +249,9 @@ class GiftLocalProvider:
                 f"or LoadCredential={CREDENTIAL}",
             )
         self._settings = settings
-        self._client = ProviderClient(LABEL, settings, headers={"Authorization": key.reveal()})
+        self._client = ProviderClient(
+            LABEL, settings, headers={"Authorization": key.reveal()}, transport=transport
+        )
         self._kinds: dict[str, _Kind] = {}
 
     async def validate(self, ref: GiftRef, *, location: str | None) -> GiftStatus:

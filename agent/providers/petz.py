@@ -307,7 +307,9 @@ class PetzCouponProvider:
 
     name = NAME
 
-    def __init__(self, settings: PetzSettings) -> None:
+    def __init__(
+        self, settings: PetzSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         key = read_secret(settings.api_key_file, API_KEY_CREDENTIAL)
         if key is None:
             raise ProviderError(
@@ -324,6 +326,7 @@ class PetzCouponProvider:
                 "Authorization": f"{AUTH_SCHEME} {key.reveal()}",
                 "Accept": "application/json",
             },
+            transport=transport,
         )
 
     @classmethod

@@ -373,7 +373,9 @@ class PunchhLoyaltyProvider:
 
     name = NAME
 
-    def __init__(self, settings: PunchhSettings) -> None:
+    def __init__(
+        self, settings: PunchhSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         location_key = _secret(
             settings.location_key_file, "location_key_file", LOCATION_KEY_CREDENTIAL
         )
@@ -392,6 +394,7 @@ class PunchhLoyaltyProvider:
                 "User-Agent": f"{settings.integrator}/{INTEGRATION_TYPE}/{__version__}",
                 "Accept": "application/json",
             },
+            transport=transport,
         )
 
     @classmethod
