@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+import pytest
 
 from simulators.server import Simulator, serve
 from simulators.transport import BASE_URL, SimulatorTransport
@@ -53,3 +54,9 @@ def served(simulator: Simulator, carrier: Carrier = "in_process") -> Iterator[Se
     transport = SimulatorTransport(simulator)
     with httpx.Client(base_url=BASE_URL, transport=transport) as control:
         yield Served(simulator, BASE_URL, transport, control)
+
+
+# For a test that takes a `carrier` fixture (tests/providers/conftest.py), in-process by default:
+# these run it over real loopback HTTP too, or only, as the outer proof.
+OVER_BOTH = pytest.mark.parametrize("carrier", CARRIERS, indirect=True)
+OVER_LOOPBACK = pytest.mark.parametrize("carrier", ["loopback"], indirect=True)
