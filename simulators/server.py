@@ -2,7 +2,10 @@
 fault injection, so a simulator module only states its API's rules.
 
 Real HTTP (stdlib `ThreadingHTTPServer`, HTTP/1.1 keep-alive) on 127.0.0.1: the adapters under
-test go through their real transport. Besides the API, every simulator answers:
+test go through their real transport. `simulators.transport` serves the same simulator to an
+httpx client without a socket; both go through `Simulator.receive` and `Exchange.answer`, so
+routing, the request log, the control endpoints and faults are one implementation. Besides the
+API, every simulator answers:
 
 - `GET /_sim/ledger`: the simulator's state (what money moved, what is authorized...);
 - `GET /_sim/requests`: every API request received, with its raw body, in order;
@@ -21,7 +24,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -32,7 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 Json = Any
-# How long a `timeout` fault holds a request when it names no delay; server shutdown ends it.
+# How long a `timeout` fault holds a request when it names no delay; server shutdown (or closing
+# the in-process transport) ends it sooner.
 HOLD_SECONDS = 60.0
 
 
@@ -88,6 +92,15 @@ class Response:
     body: Json = None
     headers: dict[str, str] = field(default_factory=dict)
 
+    def encode(self) -> tuple[list[tuple[str, str]], bytes]:
+        """The headers and body as they go out, the same over a socket and in-process."""
+        payload = b"" if self.body is None else json.dumps(self.body).encode()
+        headers = list(self.headers.items())
+        if payload:
+            headers.append(("Content-Type", "application/json"))
+        headers.append(("Content-Length", str(len(payload))))
+        return headers, payload
+
 
 class ApiError(Exception):
     """Raised by a handler to answer with the provider's own error status and body."""
@@ -116,6 +129,45 @@ class LoggedRequest:
     headers: dict[str, str]
     body: str
     status: int | None  # None: no answer was sent (timeout or dropped connection)
+
+
+@dataclass
+class Exchange:
+    """One request as the simulator received it: logged, its fault (if any) taken.
+
+    Whatever carries it (the HTTP handler, the in-process transport) waits `delay` seconds and
+    then sends what `answer()` returns, or closes the connection without an answer on None."""
+
+    simulator: Simulator
+    request: Request
+    fault: Fault | None
+    logged: LoggedRequest | None  # None: a `/_sim/` control request, which is not logged
+
+    @property
+    def delay(self) -> float:
+        """How long the provider takes before answering: a `slow` fault's delay, or how long a
+        `timeout` fault holds the request before the connection is closed."""
+        if self.fault is None:
+            return 0.0
+        if self.fault.kind == "timeout":
+            return self.fault.delay or HOLD_SECONDS
+        return self.fault.delay if self.fault.kind == "slow" else 0.0
+
+    def answer(self) -> Response | None:
+        """Apply the request (unless the fault says otherwise) and give the answer to send."""
+        sim, fault = self.simulator, self.fault
+        if self.logged is None:
+            return sim.control(self.request)
+        if fault is not None and fault.kind == "timeout":
+            return None
+        if fault is not None and fault.kind == "error":
+            response = Response(fault.status, sim.error_body(fault.status, "injected fault"))
+        else:
+            response = sim.dispatch(self.request)
+            if fault is not None and fault.kind == "drop_after_apply":
+                return None
+        self.logged.status = response.status
+        return response
 
 
 class Simulator:
@@ -165,6 +217,29 @@ class Simulator:
 
     # -- dispatch -------------------------------------------------------------------------------
 
+    def receive(
+        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
+    ) -> Exchange:
+        """Take one request (`target`: the path and query as sent): log it unless it is for a
+        `/_sim/` control endpoint, and take the fault armed for it."""
+        url = urlsplit(target)
+        request = Request(
+            method=method,
+            path=url.path,
+            params={},
+            query=parse_qs(url.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in headers},
+            body=body,
+        )
+        if url.path.startswith("/_sim/"):
+            return Exchange(self, request, None, None)
+        logged = LoggedRequest(
+            method, url.path, request.query, request.headers, body.decode(errors="replace"), None
+        )
+        with self.lock:
+            self.requests.append(logged)
+        return Exchange(self, request, self.take_fault(method, url.path), logged)
+
     def arm(self, faults: list[Fault]) -> None:
         with self.lock:
             self.faults.extend(faults)
@@ -181,6 +256,33 @@ class Simulator:
                         self.faults.remove(fault)
                     return fault
         return None
+
+    def control(self, request: Request) -> Response:
+        """The `/_sim/` control endpoints (see the module docstring)."""
+        path, method = request.path, request.method
+        try:
+            data = json.loads(request.body) if request.body else None
+            if path == "/_sim/ledger" and method == "GET":
+                with self.lock:
+                    return Response(200, self.ledger())
+            if path == "/_sim/requests" and method == "GET":
+                with self.lock:
+                    return Response(200, [r.__dict__ for r in self.requests])
+            if path == "/_sim/faults" and method == "POST":
+                self.arm(_FAULTS.validate_python(data))
+                return Response(204)
+            if path == "/_sim/seed" and method == "POST":
+                with self.lock:
+                    self.seed(data)
+                return Response(204)
+            if path == "/_sim/reset" and method == "POST":
+                self.reset()
+                return Response(204)
+        except ApiError as exc:
+            return Response(exc.status, exc.body)
+        except ValueError as exc:  # JSON or pydantic validation
+            return Response(400, {"error": str(exc)})
+        return Response(404, {"error": f"no admin route {method} {path}"})
 
     def dispatch(self, request: Request) -> Response:
         for route in self.routes:
@@ -234,81 +336,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
-        sim = self.server.simulator
-        url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if url.path.startswith("/_sim/"):
-            self._send(self._admin(sim, url.path, body))
-            return
-        request = Request(
-            method=self.command,
-            path=url.path,
-            params={},
-            query=parse_qs(url.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
+        exchange = self.server.simulator.receive(
+            self.command, self.path, self.headers.items(), body
         )
-        logged = LoggedRequest(
-            self.command,
-            url.path,
-            request.query,
-            request.headers,
-            body.decode(errors="replace"),
-            None,
-        )
-        with sim.lock:
-            sim.requests.append(logged)
-        fault = sim.take_fault(self.command, url.path)
-        if fault is not None and fault.kind == "timeout":
-            self.server.stopping.wait(fault.delay or HOLD_SECONDS)
+        if exchange.delay:
+            self.server.stopping.wait(exchange.delay)
+        response = exchange.answer()
+        if response is None:
             self._drop()
-            return
-        if fault is not None and fault.kind == "error":
-            response = Response(fault.status, sim.error_body(fault.status, "injected fault"))
         else:
-            if fault is not None and fault.kind == "slow":
-                self.server.stopping.wait(fault.delay)
-            response = sim.dispatch(request)
-            if fault is not None and fault.kind == "drop_after_apply":
-                self._drop()
-                return
-        logged.status = response.status
-        self._send(response)
-
-    def _admin(self, sim: Simulator, path: str, body: bytes) -> Response:
-        try:
-            data = json.loads(body) if body else None
-            if path == "/_sim/ledger" and self.command == "GET":
-                with sim.lock:
-                    return Response(200, sim.ledger())
-            if path == "/_sim/requests" and self.command == "GET":
-                with sim.lock:
-                    return Response(200, [r.__dict__ for r in sim.requests])
-            if path == "/_sim/faults" and self.command == "POST":
-                sim.arm(_FAULTS.validate_python(data))
-                return Response(204)
-            if path == "/_sim/seed" and self.command == "POST":
-                with sim.lock:
-                    sim.seed(data)
-                return Response(204)
-            if path == "/_sim/reset" and self.command == "POST":
-                sim.reset()
-                return Response(204)
-        except ApiError as exc:
-            return Response(exc.status, exc.body)
-        except ValueError as exc:  # JSON or pydantic validation
-            return Response(400, {"error": str(exc)})
-        return Response(404, {"error": f"no admin route {self.command} {path}"})
+            self._send(response)
 
     def _send(self, response: Response) -> None:
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        headers, payload = response.encode()
         self.send_response(response.status)
-        for name, value in response.headers.items():
+        for name, value in headers:
             self.send_header(name, value)
-        if payload:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 

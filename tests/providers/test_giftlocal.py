@@ -1,6 +1,7 @@
-"""The Gift Local adapter against the Gift Local simulator over real loopback HTTP: every
-operation, every refusal mapped to the error vocabulary with Gift Local's message, the location
-rules, exact decimal amounts, and the failures that must never move money twice."""
+"""The Gift Local adapter against the Gift Local simulator: every operation, every refusal
+mapped to the error vocabulary with Gift Local's message, the location rules, exact decimal
+amounts, and the failures that must never move money twice. In-process for speed; the tests
+marked OVER_BOTH or OVER_LOOPBACK also run over real loopback HTTP."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import hypothesis
 import pytest
 from hypothesis import given
@@ -42,7 +41,8 @@ from simulators.giftlocal import (
     VALIDATE,
     GiftLocalSimulator,
 )
-from simulators.server import Request, Response, serve
+from simulators.server import Request, Response
+from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Served, served
 
 CREDENTIAL = "giftlocal_api_key"
 
@@ -61,47 +61,24 @@ PASTRY_AT_PIER = GiftRef(code="200000000002")
 YEN = GiftRef(code="200000000003")
 
 
-@dataclass
-class Sim:
-    """The running simulator and a client to its `/_sim/` control endpoints."""
-
-    url: str
-    http: httpx.Client
-
-    def reset(self) -> None:
-        self.http.post("/_sim/reset").raise_for_status()
-
-    def ledger(self) -> Json:
-        return self.http.get("/_sim/ledger").json()
+class Sim(Served):
+    """The simulator the adapter reaches, and its `/_sim/` control endpoints."""
 
     def balance(self, ref: GiftRef) -> int:
         value: int = self.ledger()["gifts"][ref.code]["balance"]
         return value
 
-    def sent(self, path: str) -> list[Json]:
-        """The API requests (headers, raw body) the simulator received on `path`."""
-        return [r for r in self.http.get("/_sim/requests").json() if r["path"] == path]
-
-    def arm(self, **fault: object) -> None:
-        self.http.post("/_sim/faults", json=[fault]).raise_for_status()
-
 
 @contextmanager
-def running(simulator: GiftLocalSimulator) -> Iterator[Sim]:
-    with serve(simulator) as server, httpx.Client(base_url=server.url) as http:
-        yield Sim(server.url, http)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Sim]:
-    with running(GiftLocalSimulator()) as sim:
-        yield sim
+def running(simulator: GiftLocalSimulator, carrier: Carrier = "in_process") -> Iterator[Sim]:
+    with served(simulator, carrier) as it:
+        yield Sim(it.simulator, it.url, it.transport, it.control)
 
 
 @pytest.fixture
-def sim(server: Sim) -> Sim:
-    server.reset()
-    return server
+def sim(carrier: Carrier) -> Iterator[Sim]:
+    with running(GiftLocalSimulator(), carrier) as sim:
+        yield sim
 
 
 def key_file(directory: Path, key: str = BAKERY_KEY) -> Path:
@@ -122,7 +99,9 @@ async def make(sim: Sim, tmp_path: Path) -> AsyncIterator[Make]:
     made: list[GiftLocalProvider] = []
 
     def build(key: str = BAKERY_KEY, **extra: Any) -> GiftLocalProvider:
-        provider = GiftLocalProvider(settings(sim.url, key_file(tmp_path, key), **extra))
+        provider = GiftLocalProvider(
+            settings(sim.url, key_file(tmp_path, key), **extra), transport=sim.transport
+        )
         made.append(provider)
         return provider
 
@@ -150,6 +129,7 @@ def test_the_adapter_is_a_gift_provider(gl: GiftLocalProvider) -> None:
 # -- validate -------------------------------------------------------------------------------------
 
 
+@OVER_BOTH
 async def test_validate_a_monetary_gift_by_code(gl: GiftLocalProvider, sim: Sim) -> None:
     gift = await gl.validate(FIFTY, location=None)
     assert gift.type is GiftType.MONETARY and gift.currency == "USD"
@@ -305,6 +285,7 @@ def test_settings_are_checked(tmp_path: Path) -> None:
 # -- redeem and reverse ---------------------------------------------------------------------------
 
 
+@OVER_BOTH
 async def test_partial_redemption_of_money(gl: GiftLocalProvider, sim: Sim) -> None:
     gift = await gl.validate(FIFTY, location=None)
     redemption = await gl.redeem(gift.gift_id, amount=1250, location=None, idempotency_key="r1")
@@ -451,7 +432,7 @@ async def test_health_probe_accepts_the_key(gl: GiftLocalProvider, sim: Sim) -> 
 
 
 async def test_health_when_nothing_listens(tmp_path: Path) -> None:
-    with serve(GiftLocalSimulator()) as gone:
+    with served(GiftLocalSimulator(), "loopback") as gone:
         url = gone.url
     gl = GiftLocalProvider(settings(url, key_file(tmp_path)))
     ok, message = await gl.check_health()
@@ -477,7 +458,7 @@ async def test_the_key_comes_from_the_systemd_credential(
 ) -> None:
     (tmp_path / CREDENTIAL).write_text(BAKERY_KEY)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    gl = GiftLocalProvider(settings(sim.url, None))
+    gl = GiftLocalProvider(settings(sim.url, None), transport=sim.transport)
     assert (await gl.validate(FIFTY, location=None)).balance == 5000
     await gl.aclose()
 
@@ -485,6 +466,7 @@ async def test_the_key_comes_from_the_systemd_credential(
 # -- failures -------------------------------------------------------------------------------------
 
 
+@OVER_BOTH
 async def test_503_on_redeem_is_provider_unavailable_and_nothing_applied(
     gl: GiftLocalProvider, sim: Sim
 ) -> None:
@@ -496,6 +478,7 @@ async def test_503_on_redeem_is_provider_unavailable_and_nothing_applied(
     assert sim.ledger() == before
 
 
+@OVER_BOTH
 async def test_a_redeem_applied_but_unanswered_is_unknown_outcome_and_not_retried(
     gl: GiftLocalProvider, sim: Sim
 ) -> None:
@@ -531,6 +514,7 @@ async def test_a_lost_reversal_answer_is_unknown_outcome_and_a_retry_is_safe(
     assert sim.balance(FIFTY) == 5000
 
 
+@OVER_LOOPBACK
 async def test_a_timeout_returns_within_the_configured_timeout(make: Make, sim: Sim) -> None:
     gl = make(timeout=0.5)
     sim.arm(path=VALIDATE, kind="timeout")
@@ -559,7 +543,9 @@ class Garbled(GiftLocalSimulator):
 
 async def test_unreadable_answers_are_unknown_outcome_after_a_write(tmp_path: Path) -> None:
     with running(Garbled()) as garbled:
-        gl = GiftLocalProvider(settings(garbled.url, key_file(tmp_path)))
+        gl = GiftLocalProvider(
+            settings(garbled.url, key_file(tmp_path)), transport=garbled.transport
+        )
         try:
             error = await refused(gl.validate(FIFTY, location=None))
             assert error.code is ErrorCode.PROVIDER_UNAVAILABLE
@@ -573,7 +559,8 @@ async def test_unreadable_answers_are_unknown_outcome_after_a_write(tmp_path: Pa
         assert garbled.balance(FIFTY) == 4900
 
 
-# Each example makes several real HTTP calls: no per-example deadline, fewer examples.
+# Each example makes several HTTP calls through the adapter: no per-example deadline, fewer
+# examples.
 settings_for_http = hypothesis.settings(deadline=None, max_examples=25)
 
 
@@ -608,26 +595,29 @@ def test_exponents() -> None:
 @settings_for_http
 @given(st.lists(st.integers(min_value=1, max_value=2000), min_size=1, max_size=6))
 async def test_any_sequence_of_redemptions_keeps_the_ledger_exact(
-    server: Sim, tmp_path_factory: pytest.TempPathFactory, amounts: list[int]
+    tmp_path_factory: pytest.TempPathFactory, amounts: list[int]
 ) -> None:
-    server.reset()
-    gl = GiftLocalProvider(settings(server.url, key_file(tmp_path_factory.mktemp("key"))))
-    try:
-        gift = await gl.validate(FIFTY, location=None)
-        left = 5000
-        for n, amount in enumerate(amounts):
-            if amount <= left:
-                done = await gl.redeem(
-                    gift.gift_id, amount=amount, location=None, idempotency_key=str(n)
-                )
-                left -= amount
-                assert done.amount == amount and done.gift.balance == left
-            else:
-                error = await refused(
-                    gl.redeem(gift.gift_id, amount=amount, location=None, idempotency_key=str(n))
-                )
-                assert error.code is ErrorCode.INSUFFICIENT_BALANCE
-                assert error.details == {"available": left, "currency": "USD"}
-        assert server.balance(FIFTY) == left
-    finally:
-        await gl.aclose()
+    key = key_file(tmp_path_factory.mktemp("key"))
+    with running(GiftLocalSimulator()) as server:  # a fresh ledger for each example
+        gl = GiftLocalProvider(settings(server.url, key), transport=server.transport)
+        try:
+            gift = await gl.validate(FIFTY, location=None)
+            left = 5000
+            for n, amount in enumerate(amounts):
+                if amount <= left:
+                    done = await gl.redeem(
+                        gift.gift_id, amount=amount, location=None, idempotency_key=str(n)
+                    )
+                    left -= amount
+                    assert done.amount == amount and done.gift.balance == left
+                else:
+                    error = await refused(
+                        gl.redeem(
+                            gift.gift_id, amount=amount, location=None, idempotency_key=str(n)
+                        )
+                    )
+                    assert error.code is ErrorCode.INSUFFICIENT_BALANCE
+                    assert error.details == {"available": left, "currency": "USD"}
+            assert server.balance(FIFTY) == left
+        finally:
+            await gl.aclose()

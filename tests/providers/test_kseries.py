@@ -1,6 +1,7 @@
-"""The K-Series card adapter against the card API simulator over real loopback HTTP: every
-operation, every documented error in the lane's vocabulary, and the money-safety cases (nothing
-applied on 503, applied exactly once when the answer is lost, bounded by the timeout)."""
+"""The K-Series card adapter against the card API simulator: every operation, every documented
+error in the lane's vocabulary, and the money-safety cases (nothing applied on 503, applied
+exactly once when the answer is lost, bounded by the timeout). In-process for speed; the tests
+marked OVER_BOTH or OVER_LOOPBACK also run over real loopback HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +25,8 @@ from agent.providers.kseries import (
 )
 from agent.providers.settings import KSeriesSettings
 from simulators.kseries import API_KEY, CardSimulator
-from simulators.server import Json, Request, Response, Running, serve
+from simulators.server import Request, Response
+from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Served, served
 
 CREDENTIAL = "kseries_api_key"
 
@@ -37,8 +38,8 @@ EUR = "6006490000000005"
 
 
 @pytest.fixture
-def running() -> Iterator[Running]:
-    with serve(CardSimulator()) as running:
+def running(carrier: Carrier) -> Iterator[Served]:
+    with served(CardSimulator(), carrier) as running:
         yield running
 
 
@@ -49,7 +50,7 @@ def key_file(tmp_path: Path) -> Path:
     return path
 
 
-def make_settings(running: Running, key_file: Path, **overrides: Any) -> KSeriesSettings:
+def make_settings(running: Served, key_file: Path, **overrides: Any) -> KSeriesSettings:
     values: dict[str, Any] = {
         "base_url": running.url,
         "api_key_file": key_file,
@@ -60,23 +61,12 @@ def make_settings(running: Running, key_file: Path, **overrides: Any) -> KSeries
 
 
 @pytest.fixture
-async def cards(running: Running, key_file: Path) -> AsyncIterator[CardProvider]:
-    provider: CardProvider = KSeriesCardProvider(make_settings(running, key_file))
+async def cards(running: Served, key_file: Path) -> AsyncIterator[CardProvider]:
+    provider: CardProvider = KSeriesCardProvider(
+        make_settings(running, key_file), transport=running.transport
+    )
     yield provider
     await provider.aclose()
-
-
-def ledger(running: Running) -> Json:
-    return httpx.get(f"{running.url}/_sim/ledger").json()
-
-
-def sent(running: Running) -> list[Json]:
-    body: list[Json] = httpx.get(f"{running.url}/_sim/requests").json()
-    return body
-
-
-def arm(running: Running, **fault: Any) -> None:
-    httpx.post(f"{running.url}/_sim/faults", json=[fault]).raise_for_status()
 
 
 async def refused(call: Any) -> ProviderError:
@@ -89,7 +79,7 @@ async def refused(call: Any) -> ProviderError:
 
 
 def test_settings_need_the_payment_method_code_and_default_the_currency(
-    running: Running, key_file: Path
+    running: Served, key_file: Path
 ) -> None:
     settings_ = make_settings(running, key_file)
     assert (settings_.payment_method_code, settings_.currency) == ("GIFTCARD", "USD")
@@ -102,7 +92,7 @@ def test_settings_need_the_payment_method_code_and_default_the_currency(
 
 
 def test_a_missing_key_is_a_clear_error_at_construction(
-    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    running: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     no_key = KSeriesSettings.model_validate(
@@ -118,12 +108,13 @@ def test_a_missing_key_is_a_clear_error_at_construction(
 
 
 async def test_the_key_comes_from_the_systemd_credential(
-    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    running: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / CREDENTIAL).write_text(API_KEY, encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     provider = KSeriesCardProvider(
-        KSeriesSettings.model_validate({"base_url": running.url, "payment_method_code": "GC"})
+        KSeriesSettings.model_validate({"base_url": running.url, "payment_method_code": "GC"}),
+        transport=running.transport,
     )
     assert (await provider.balance(CARD)).balance == 5000
     assert provider.payment_method_code == "GC"
@@ -133,19 +124,20 @@ async def test_the_key_comes_from_the_systemd_credential(
 # -- balance --------------------------------------------------------------------------------------
 
 
-async def test_balance_of_an_active_card(cards: CardProvider, running: Running) -> None:
+@OVER_BOTH
+async def test_balance_of_an_active_card(cards: CardProvider, running: Served) -> None:
     card = await cards.balance("6006 4900-0000 0001")
     assert (card.balance, card.currency, card.status) == (5000, "USD", CardStatus.ACTIVE)
     assert card.is_redeemable and str(card.expires_on) == "2099-12-31"
     assert card.masked_number == "••••••••••••0001"
-    assert sent(running)[0]["path"] == "/v1/cards/lookup"
-    assert json.loads(sent(running)[0]["body"]) == {"number": CARD}
+    assert running.sent()[0]["path"] == "/v1/cards/lookup"
+    assert json.loads(running.sent()[0]["body"]) == {"number": CARD}
 
 
-async def test_an_nfc_card_is_known_by_its_uid(cards: CardProvider, running: Running) -> None:
+async def test_an_nfc_card_is_known_by_its_uid(cards: CardProvider, running: Served) -> None:
     card = await cards.balance("04a1b2c3d4e5f6")
     assert (card.balance, card.card_last4) == (2000, "E5F6")
-    assert json.loads(sent(running)[0]["body"]) == {"number": "04A1B2C3D4E5F6"}
+    assert json.loads(running.sent()[0]["body"]) == {"number": "04A1B2C3D4E5F6"}
 
 
 async def test_blocked_and_expired_cards_are_found_but_not_redeemable(cards: CardProvider) -> None:
@@ -161,7 +153,7 @@ async def test_unknown_card_is_not_found(cards: CardProvider) -> None:
 
 
 async def test_a_malformed_card_number_is_refused_before_any_call(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
     for bad in (
         "",
@@ -173,13 +165,14 @@ async def test_a_malformed_card_number_is_refused_before_any_call(
     ):
         error = await refused(cards.balance(bad))
         assert error.code == ErrorCode.INVALID_REQUEST
-    assert sent(running) == []
+    assert running.sent() == []
 
 
 # -- redeem ---------------------------------------------------------------------------------------
 
 
-async def test_redeem_debits_the_card(cards: CardProvider, running: Running) -> None:
+@OVER_BOTH
+async def test_redeem_debits_the_card(cards: CardProvider, running: Served) -> None:
     paid = await cards.redeem(CARD, amount=1250, currency="USD", reference="s1:l1:o7:r2")
     assert (paid.amount, paid.currency, paid.balance_after) == (1250, "USD", 3750)
     assert (paid.reference, paid.status, paid.card_last4) == (
@@ -187,23 +180,23 @@ async def test_redeem_debits_the_card(cards: CardProvider, running: Running) -> 
         RedemptionStatus.COMPLETED,
         "0001",
     )
-    assert json.loads(sent(running)[0]["body"]) == {
+    assert json.loads(running.sent()[0]["body"]) == {
         "card_number": CARD,
         "amount": 1250,
         "currency": "USD",
         "reference": "s1:l1:o7:r2",
     }
-    assert ledger(running)["cards"][CARD]["balance"] == 3750
+    assert running.ledger()["cards"][CARD]["balance"] == 3750
 
 
 async def test_redeem_again_with_the_same_reference_debits_once(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
     first = await cards.redeem(CARD, amount=1000, currency="USD", reference="r1")
     again = await cards.redeem(CARD, amount=1000, currency="USD", reference="r1")
     assert again == first
-    assert list(ledger(running)["redemptions"]) == [first.transaction_id]
-    assert ledger(running)["cards"][CARD]["balance"] == 4000
+    assert list(running.ledger()["redemptions"]) == [first.transaction_id]
+    assert running.ledger()["cards"][CARD]["balance"] == 4000
 
 
 async def test_a_reference_reused_for_another_amount_is_invalid(cards: CardProvider) -> None:
@@ -214,7 +207,7 @@ async def test_a_reference_reused_for_another_amount_is_invalid(cards: CardProvi
 
 
 async def test_insufficient_balance_says_what_is_available(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
     error = await refused(cards.redeem(LOW, amount=3000, currency="USD", reference="r1"))
     assert error.code == ErrorCode.INSUFFICIENT_BALANCE
@@ -223,7 +216,7 @@ async def test_insufficient_balance_says_what_is_available(
     # The POS offers the partial payment; it goes through.
     partial = await cards.redeem(LOW, amount=1250, currency="USD", reference="r1")
     assert partial.balance_after == 0
-    assert ledger(running)["cards"][LOW]["balance"] == 0
+    assert running.ledger()["cards"][LOW]["balance"] == 0
 
 
 @pytest.mark.parametrize(
@@ -237,7 +230,7 @@ async def test_insufficient_balance_says_what_is_available(
 )
 async def test_cards_that_cannot_pay_map_to_the_vocabulary(
     cards: CardProvider,
-    running: Running,
+    running: Served,
     card: str,
     currency: str,
     code: ErrorCode,
@@ -245,22 +238,22 @@ async def test_cards_that_cannot_pay_map_to_the_vocabulary(
 ) -> None:
     error = await refused(cards.redeem(card, amount=100, currency=currency, reference="r1"))
     assert (error.code, error.message, error.details) == (code, message, None)
-    assert ledger(running)["redemptions"] == {}
+    assert running.ledger()["redemptions"] == {}
 
 
 async def test_invalid_amounts_are_refused_by_the_api_as_invalid_requests(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
     for amount in (0, -5):
         error = await refused(cards.redeem(CARD, amount=amount, currency="USD", reference="r1"))
         assert error.code == ErrorCode.INVALID_REQUEST and "amount" in error.message
-    assert ledger(running)["redemptions"] == {}
+    assert running.ledger()["redemptions"] == {}
 
 
 # -- reverse and find -----------------------------------------------------------------------------
 
 
-async def test_reverse_restores_the_value_once(cards: CardProvider, running: Running) -> None:
+async def test_reverse_restores_the_value_once(cards: CardProvider, running: Served) -> None:
     paid = await cards.redeem(CARD, amount=2000, currency="USD", reference="r1")
     back = await cards.reverse(paid.transaction_id, reference="r1:void")
     assert (back.transaction_id, back.amount, back.balance_after) == (
@@ -273,8 +266,8 @@ async def test_reverse_restores_the_value_once(cards: CardProvider, running: Run
     error = await refused(cards.reverse(paid.transaction_id, reference="other"))
     assert error.code == ErrorCode.ALREADY_REVERSED
     assert error.message == f"Redemption {paid.transaction_id} was already reversed"
-    assert ledger(running)["cards"][CARD]["balance"] == 5000
-    assert len(ledger(running)["reversals"]) == 1
+    assert running.ledger()["cards"][CARD]["balance"] == 5000
+    assert len(running.ledger()["reversals"]) == 1
 
 
 async def test_reverse_of_an_unknown_transaction(cards: CardProvider) -> None:
@@ -300,10 +293,10 @@ async def test_find_redemption_by_reference(cards: CardProvider) -> None:
 # -- auth, health, faults -------------------------------------------------------------------------
 
 
-async def test_a_wrong_key_is_not_configured(running: Running, tmp_path: Path) -> None:
+async def test_a_wrong_key_is_not_configured(running: Served, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_text("nope", encoding="utf-8")
-    provider = KSeriesCardProvider(make_settings(running, wrong))
+    provider = KSeriesCardProvider(make_settings(running, wrong), transport=running.transport)
     error = await refused(provider.balance(CARD))
     assert (error.code, error.message) == (ErrorCode.NOT_CONFIGURED, "Invalid API key")
     ok, detail = await provider.check_health()
@@ -311,14 +304,14 @@ async def test_a_wrong_key_is_not_configured(running: Running, tmp_path: Path) -
     await provider.aclose()
 
 
-async def test_health_is_an_authenticated_read(cards: CardProvider, running: Running) -> None:
+async def test_health_is_an_authenticated_read(cards: CardProvider, running: Served) -> None:
     ok, detail = await cards.check_health()
     assert ok and "reachable" in detail
-    assert [(r["method"], r["path"]) for r in sent(running)] == [("GET", "/v1/redemptions")]
+    assert [(r["method"], r["path"]) for r in running.sent()] == [("GET", "/v1/redemptions")]
 
 
 async def test_health_of_an_unreachable_backend(key_file: Path) -> None:
-    with serve(CardSimulator()) as gone:
+    with served(CardSimulator(), "loopback") as gone:
         settings_ = make_settings(gone, key_file)
     provider = KSeriesCardProvider(settings_)
     ok, detail = await provider.check_health()
@@ -326,70 +319,75 @@ async def test_health_of_an_unreachable_backend(key_file: Path) -> None:
     await provider.aclose()
 
 
-async def test_rate_limited_is_provider_unavailable(cards: CardProvider, running: Running) -> None:
-    arm(running, path="/v1/redemptions", kind="error", status=429)
+async def test_rate_limited_is_provider_unavailable(cards: CardProvider, running: Served) -> None:
+    running.arm(path="/v1/redemptions", kind="error", status=429)
     error = await refused(cards.redeem(CARD, amount=100, currency="USD", reference="r1"))
     assert error.code == ErrorCode.PROVIDER_UNAVAILABLE
-    assert ledger(running)["redemptions"] == {}
+    assert running.ledger()["redemptions"] == {}
 
 
 async def test_an_undocumented_refusal_is_internal_with_the_backend_words(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
-    arm(running, path="/v1/redemptions", kind="error", status=409)
+    running.arm(path="/v1/redemptions", kind="error", status=409)
     error = await refused(cards.redeem(CARD, amount=100, currency="USD", reference="r1"))
     assert (error.code, error.message) == (ErrorCode.INTERNAL, "injected fault")
-    assert ledger(running)["redemptions"] == {}
+    assert running.ledger()["redemptions"] == {}
 
 
+@OVER_BOTH
 async def test_503_applies_nothing_and_is_provider_unavailable(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
-    arm(running, path="/v1/redemptions", kind="error", status=503)
+    running.arm(path="/v1/redemptions", kind="error", status=503)
     error = await refused(cards.redeem(CARD, amount=100, currency="USD", reference="r1"))
     assert error.code == ErrorCode.PROVIDER_UNAVAILABLE
-    assert ledger(running)["redemptions"] == {}
-    assert ledger(running)["cards"][CARD]["balance"] == 5000
+    assert running.ledger()["redemptions"] == {}
+    assert running.ledger()["cards"][CARD]["balance"] == 5000
 
 
+@OVER_BOTH
 async def test_a_lost_answer_is_unknown_outcome_and_the_debit_happened_once(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
-    arm(running, path="/v1/redemptions", method="POST", kind="drop_after_apply")
+    running.arm(path="/v1/redemptions", method="POST", kind="drop_after_apply")
     error = await refused(cards.redeem(CARD, amount=1500, currency="USD", reference="r1"))
     assert error.code == ErrorCode.UNKNOWN_OUTCOME
-    applied = ledger(running)["redemptions"]
-    assert len(applied) == 1 and ledger(running)["cards"][CARD]["balance"] == 3500
+    applied = running.ledger()["redemptions"]
+    assert len(applied) == 1 and running.ledger()["cards"][CARD]["balance"] == 3500
     # Resolved by reference, or by sending the very same redemption again: still one debit.
     found = await cards.find_redemption("r1")
     assert found is not None and found.transaction_id in applied
     again = await cards.redeem(CARD, amount=1500, currency="USD", reference="r1")
     assert again.transaction_id == found.transaction_id
-    assert ledger(running)["cards"][CARD]["balance"] == 3500
+    assert running.ledger()["cards"][CARD]["balance"] == 3500
 
 
 async def test_a_lost_reversal_answer_is_unknown_outcome_and_restores_once(
-    cards: CardProvider, running: Running
+    cards: CardProvider, running: Served
 ) -> None:
     paid = await cards.redeem(CARD, amount=1500, currency="USD", reference="r1")
-    arm(running, path=r"/v1/redemptions/[^/]+/reversal", kind="drop_after_apply")
+    running.arm(path=r"/v1/redemptions/[^/]+/reversal", kind="drop_after_apply")
     error = await refused(cards.reverse(paid.transaction_id, reference="r1:void"))
     assert error.code == ErrorCode.UNKNOWN_OUTCOME
     again = await cards.reverse(paid.transaction_id, reference="r1:void")
     assert again.balance_after == 5000
-    assert ledger(running)["cards"][CARD]["balance"] == 5000
+    assert running.ledger()["cards"][CARD]["balance"] == 5000
 
 
+@OVER_LOOPBACK
 async def test_a_backend_that_never_answers_is_bounded_by_the_timeout(
-    running: Running, key_file: Path
+    running: Served, key_file: Path
 ) -> None:
-    provider = KSeriesCardProvider(make_settings(running, key_file, timeout=0.3))
-    arm(running, kind="timeout", count=2)  # held for 60 s unless the client gives up
+    provider = KSeriesCardProvider(
+        make_settings(running, key_file, timeout=0.3), transport=running.transport
+    )
+    running.arm(kind="timeout", count=2)  # held for 60 s unless the client gives up
     async with asyncio.timeout(10):
         write = await refused(provider.redeem(CARD, amount=100, currency="USD", reference="r1"))
         read = await refused(provider.balance(CARD))
     assert (write.code, read.code) == (ErrorCode.UNKNOWN_OUTCOME, ErrorCode.PROVIDER_UNAVAILABLE)
-    assert ledger(running)["redemptions"] == {}
+    assert running.ledger()["redemptions"] == {}
     await provider.aclose()
 
 
@@ -407,11 +405,13 @@ class GarbledSimulator(CardSimulator):
 
 
 async def test_an_unreadable_answer_is_unknown_outcome_for_a_write(key_file: Path) -> None:
-    with serve(GarbledSimulator()) as running:
-        provider = KSeriesCardProvider(make_settings(running, key_file))
+    with served(GarbledSimulator()) as running:
+        provider = KSeriesCardProvider(
+            make_settings(running, key_file), transport=running.transport
+        )
         write = await refused(provider.redeem(CARD, amount=100, currency="USD", reference="r1"))
         read = await refused(provider.balance(CARD))
-        assert ledger(running)["cards"][CARD]["balance"] == 4900
+        assert running.ledger()["cards"][CARD]["balance"] == 4900
         await provider.aclose()
     assert (write.code, read.code) == (ErrorCode.UNKNOWN_OUTCOME, ErrorCode.PROVIDER_UNAVAILABLE)
     assert CARD not in write.message
@@ -425,8 +425,10 @@ class Accepted(CardSimulator):
 
 
 async def test_an_odd_success_status_leaves_a_write_unknown(key_file: Path) -> None:
-    with serve(Accepted()) as running:
-        provider = KSeriesCardProvider(make_settings(running, key_file))
+    with served(Accepted()) as running:
+        provider = KSeriesCardProvider(
+            make_settings(running, key_file), transport=running.transport
+        )
         error = await refused(provider.redeem(CARD, amount=100, currency="USD", reference="r1"))
         await provider.aclose()
     assert error.code == ErrorCode.UNKNOWN_OUTCOME
@@ -436,11 +438,12 @@ async def test_an_odd_success_status_leaves_a_write_unknown(key_file: Path) -> N
 # -- secrecy --------------------------------------------------------------------------------------
 
 
+@OVER_BOTH  # the HTTP stack's own logs, too
 async def test_card_numbers_never_reach_the_logs(
-    cards: CardProvider, running: Running, caplog: pytest.LogCaptureFixture
+    cards: CardProvider, running: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    arm(running, path="/v1/cards/lookup", kind="error", status=503)
+    running.arm(path="/v1/cards/lookup", kind="error", status=503)
     await refused(cards.balance(CARD))
     paid = await cards.redeem(CARD, amount=100, currency="USD", reference="r1")
     await refused(cards.redeem(LOW, amount=9999, currency="USD", reference="r2"))

@@ -1,5 +1,6 @@
-"""The PETZ adapter over real loopback HTTP against the PETZ simulator: every operation, every
-error mapped to the vocabulary, and the fault cases that must never redeem a coupon twice."""
+"""The PETZ adapter against the PETZ simulator: every operation, every error mapped to the
+vocabulary, and the fault cases that must never redeem a coupon twice. In-process for speed; the
+tests marked OVER_BOTH or OVER_LOOPBACK also run over real loopback HTTP."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from agent.providers.petz import (
 from agent.providers.settings import PetzSettings
 from agent.tokens import mask
 from simulators.petz import DEFAULT_KEY, OrderSetBody, PetzSimulator
-from simulators.server import Request, Response, Running, serve
+from simulators.server import Request, Response
+from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Served, served
 
 KIBBLE = "012345678905"  # cpn_kibble2: $2.00 off
 TREATS = "036000291452"  # cpn_treats15: 15% off
@@ -41,22 +43,20 @@ TIMEOUT = 0.5
 
 
 @pytest.fixture
-def sim() -> Iterator[Running]:
-    with serve(PetzSimulator()) as running:
+def sim(carrier: Carrier) -> Iterator[Served]:
+    with served(PetzSimulator(), carrier) as running:
         yield running
 
 
-def settings(
-    running: Running, tmp_path: Path, key: str = DEFAULT_KEY, **extra: Any
-) -> PetzSettings:
+def settings(running: Served, tmp_path: Path, key: str = DEFAULT_KEY, **extra: Any) -> PetzSettings:
     key_file = tmp_path / "petz_api_key"
     key_file.write_text(key + "\n", encoding="utf-8")
     return PetzSettings(base_url=running.url, api_key_file=key_file, timeout=TIMEOUT, **extra)
 
 
 @pytest.fixture
-async def petz(sim: Running, tmp_path: Path) -> AsyncIterator[PetzCouponProvider]:
-    provider = PetzCouponProvider(settings(sim, tmp_path))
+async def petz(sim: Served, tmp_path: Path) -> AsyncIterator[PetzCouponProvider]:
+    provider = PetzCouponProvider(settings(sim, tmp_path), transport=sim.transport)
     yield provider
     await provider.aclose()
 
@@ -78,20 +78,6 @@ def snapshot(order_id: str = "o-1", *skus: str | None, amount: int = 1299) -> Or
     )
 
 
-def ledger(running: Running) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{running.url}/_sim/ledger").json()
-    return body
-
-
-def requests_log(running: Running) -> list[dict[str, Any]]:
-    body: list[dict[str, Any]] = httpx.get(f"{running.url}/_sim/requests").json()
-    return body
-
-
-def arm(running: Running, **fault: Any) -> None:
-    httpx.post(f"{running.url}/_sim/faults", json=[fault]).raise_for_status()
-
-
 async def fails(code: ErrorCode, call: Any) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         await call
@@ -108,8 +94,9 @@ async def authorized(petz: PetzCouponProvider, order: OrderSnapshot) -> CouponAu
 # -- happy paths --------------------------------------------------------------------------------
 
 
+@OVER_BOTH
 async def test_set_customer_returns_the_wallet_in_minor_units(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     customer = await petz.set_customer(PHONE, order=snapshot(), device_ref=LANE)
     assert customer.consumer_id == "c_1001"
@@ -124,15 +111,15 @@ async def test_set_customer_returns_the_wallet_in_minor_units(
     )
     assert (treats.amount_off, treats.percent_off) == (None, Decimal(15))
     assert catnip.expires_at is not None
-    assert ledger(sim)["orders"]["o-1"]["consumer_id"] == "c_1001"
+    assert sim.ledger()["orders"]["o-1"]["consumer_id"] == "c_1001"
 
 
 async def test_set_order_sends_lines_identifiers_and_decimal_amounts(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot("o-1", KIBBLE, "0" + TREATS, "ACME-5LB", None)
     await petz.set_order(order, device_ref=LANE, consumer_id="c_1001", status="open")
-    state = ledger(sim)["orders"]["o-1"]
+    state = sim.ledger()["orders"]["o-1"]
     assert (state["status"], state["consumer_id"], state["total"]) == ("open", "c_1001", "52.96")
     assert [x["identifiers"] for x in state["lines"]] == [
         [{"type": "upc", "value": KIBBLE}],
@@ -142,13 +129,11 @@ async def test_set_order_sends_lines_identifiers_and_decimal_amounts(
     ]
     assert state["lines"][0]["amount"] == "12.99"
     await petz.set_order(order, device_ref=LANE, consumer_id=None, status="paid")
-    state = ledger(sim)["orders"]["o-1"]
+    state = sim.ledger()["orders"]["o-1"]
     assert (state["status"], state["consumer_id"]) == ("paid", None)
 
 
-async def test_authorize_gives_discounts_and_reasons(
-    petz: PetzCouponProvider, sim: Running
-) -> None:
+async def test_authorize_gives_discounts_and_reasons(petz: PetzCouponProvider, sim: Served) -> None:
     auth = await authorized(petz, snapshot("o-1", KIBBLE, TREATS, CATNIP, OTHER))
     assert auth.order_id == "o-1" and auth.consumer_id == "c_1001"
     assert [(d.coupon_id, d.amount, d.line_ids) for d in auth.applied] == [
@@ -163,21 +148,22 @@ async def test_authorize_gives_discounts_and_reasons(
         CouponRejection.EXPIRED,
     )
     assert expired.reason == "Coupon has expired."
-    assert ledger(sim)["authorizations"][auth.auth_id]["status"] == "authorized"
+    assert sim.ledger()["authorizations"][auth.auth_id]["status"] == "authorized"
 
 
-async def test_authorize_syncs_the_order_first(petz: PetzCouponProvider, sim: Running) -> None:
+async def test_authorize_syncs_the_order_first(petz: PetzCouponProvider, sim: Served) -> None:
     await petz.set_order(snapshot("o-1", OTHER), device_ref=LANE, consumer_id=None, status="open")
     # The POS added the kibble since PETZ last saw the order: the authorization still sees it.
     auth = await petz.authorize(
         snapshot("o-1", OTHER, KIBBLE), device_ref=LANE, consumer_id="c_1001"
     )
     assert [d.line_ids for d in auth.applied] == [["2"]]
-    assert ledger(sim)["orders"]["o-1"]["consumer_id"] == "c_1001"
+    assert sim.ledger()["orders"]["o-1"]["consumer_id"] == "c_1001"
 
 
+@OVER_BOTH
 async def test_capture_redeems_and_a_second_capture_changes_nothing(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
     auth = await authorized(petz, order)
@@ -189,29 +175,31 @@ async def test_capture_redeems_and_a_second_capture_changes_nothing(
     )
     again = await petz.capture(auth.auth_id, order=order, device_ref=LANE)
     assert again == first
-    state = ledger(sim)
+    state = sim.ledger()
     assert len(state["redemptions"]) == 2
     assert state["consumers"]["c_1001"]["wallet"] == ["cpn_catnip1"]
 
 
-async def test_capture_path_is_a_setting(sim: Running, tmp_path: Path) -> None:
-    petz = PetzCouponProvider(settings(sim, tmp_path, capture_path="/posface/auth/redeem/"))
+async def test_capture_path_is_a_setting(sim: Served, tmp_path: Path) -> None:
+    petz = PetzCouponProvider(
+        settings(sim, tmp_path, capture_path="/posface/auth/redeem/"), transport=sim.transport
+    )
     order = snapshot()
     auth = await authorized(petz, order)
     await petz.capture(auth, order=order, device_ref=LANE)
-    assert requests_log(sim)[-1]["path"] == "/posface/auth/redeem/"
-    assert ledger(sim)["authorizations"][auth.auth_id]["status"] == "captured"
+    assert sim.sent()[-1]["path"] == "/posface/auth/redeem/"
+    assert sim.ledger()["authorizations"][auth.auth_id]["status"] == "captured"
     await petz.aclose()
 
 
 async def test_release_voids_the_order_and_frees_the_coupons(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
     auth = await authorized(petz, order)
     await petz.release(auth.auth_id, order=order, device_ref=LANE)
     await petz.release(auth.auth_id, order=order, device_ref=LANE)  # again: a no-op
-    state = ledger(sim)
+    state = sim.ledger()
     assert state["authorizations"][auth.auth_id]["status"] == "released"
     assert state["orders"]["o-1"]["status"] == "void"
     assert state["orders"]["o-1"]["consumer_id"] == "c_1001"  # the customer stays on the order
@@ -220,12 +208,12 @@ async def test_release_voids_the_order_and_frees_the_coupons(
     assert again.total_discount == 395
 
 
-async def test_check_health(petz: PetzCouponProvider, sim: Running, tmp_path: Path) -> None:
+async def test_check_health(petz: PetzCouponProvider, sim: Served, tmp_path: Path) -> None:
     assert await petz.check_health() == (True, "PETZ answers and accepts the API key")
-    wrong = PetzCouponProvider(settings(sim, tmp_path, key="wrong"))
+    wrong = PetzCouponProvider(settings(sim, tmp_path, key="wrong"), transport=sim.transport)
     assert await wrong.check_health() == (False, "Invalid token.")
     await wrong.aclose()
-    with serve(PetzSimulator()) as gone:
+    with served(PetzSimulator(), "loopback") as gone:
         url = gone
     down = PetzCouponProvider(settings(url, tmp_path))
     healthy, message = await down.check_health()
@@ -290,7 +278,7 @@ async def test_capture_of_an_unknown_auth_is_not_found(petz: PetzCouponProvider)
 
 
 async def test_capture_of_a_released_auth_is_not_redeemable(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
     first = await authorized(petz, order)
@@ -299,7 +287,7 @@ async def test_capture_of_a_released_auth_is_not_redeemable(
     assert "released (replaced)" in error.message
     await petz.release(first.auth_id, order=order, device_ref=LANE)
     await fails(ErrorCode.NOT_REDEEMABLE, petz.capture(first, order=order, device_ref=LANE))
-    assert ledger(sim)["redemptions"] == []
+    assert sim.ledger()["redemptions"] == []
 
 
 async def test_release_of_an_unknown_auth_is_not_found(petz: PetzCouponProvider) -> None:
@@ -308,7 +296,7 @@ async def test_release_of_an_unknown_auth_is_not_found(petz: PetzCouponProvider)
     await fails(ErrorCode.NOT_FOUND, petz.release("pa_nope", order=order, device_ref=LANE))
 
 
-async def test_release_after_capture_is_refused(petz: PetzCouponProvider, sim: Running) -> None:
+async def test_release_after_capture_is_refused(petz: PetzCouponProvider, sim: Served) -> None:
     order = snapshot()
     auth = await authorized(petz, order)
     await petz.capture(auth, order=order, device_ref=LANE)
@@ -316,11 +304,11 @@ async def test_release_after_capture_is_refused(petz: PetzCouponProvider, sim: R
         ErrorCode.INVALID_REQUEST, petz.release(auth.auth_id, order=order, device_ref=LANE)
     )
     assert "captured" in error.message
-    assert len(ledger(sim)["redemptions"]) == 2
+    assert len(sim.ledger()["redemptions"]) == 2
 
 
-async def test_a_wrong_key_is_not_configured(sim: Running, tmp_path: Path) -> None:
-    petz = PetzCouponProvider(settings(sim, tmp_path, key="wrong"))
+async def test_a_wrong_key_is_not_configured(sim: Served, tmp_path: Path) -> None:
+    petz = PetzCouponProvider(settings(sim, tmp_path, key="wrong"), transport=sim.transport)
     error = await fails(
         ErrorCode.NOT_CONFIGURED, petz.set_customer(PHONE, order=snapshot(), device_ref=LANE)
     )
@@ -329,7 +317,7 @@ async def test_a_wrong_key_is_not_configured(sim: Running, tmp_path: Path) -> No
 
 
 def test_a_missing_key_is_not_configured_at_construction(
-    sim: Running, monkeypatch: pytest.MonkeyPatch
+    sim: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     with pytest.raises(ProviderError) as caught:
@@ -338,7 +326,7 @@ def test_a_missing_key_is_not_configured_at_construction(
     assert "LoadCredential=petz_api_key" in caught.value.message
 
 
-def test_device_ref_defaults_to_the_lane(sim: Running) -> None:
+def test_device_ref_defaults_to_the_lane(sim: Served) -> None:
     assert PetzSettings(base_url=sim.url).device_ref_for(LANE) == LANE
     assert PetzSettings(base_url=sim.url, device_ref="reg-7").device_ref_for(LANE) == "reg-7"
 
@@ -354,50 +342,53 @@ def test_refusals_without_a_known_code_fall_back_to_the_status() -> None:
 # -- faults -------------------------------------------------------------------------------------
 
 
-async def test_503_on_capture_applies_nothing(petz: PetzCouponProvider, sim: Running) -> None:
+@OVER_BOTH
+async def test_503_on_capture_applies_nothing(petz: PetzCouponProvider, sim: Served) -> None:
     order = snapshot()
     auth = await authorized(petz, order)
-    arm(sim, path="/posface/auth/capture/", kind="error", status=503)
+    sim.arm(path="/posface/auth/capture/", kind="error", status=503)
     await fails(ErrorCode.PROVIDER_UNAVAILABLE, petz.capture(auth, order=order, device_ref=LANE))
-    state = ledger(sim)
+    state = sim.ledger()
     assert state["redemptions"] == []
     assert state["authorizations"][auth.auth_id]["status"] == "authorized"
 
 
+@OVER_BOTH
 async def test_dropped_capture_is_unknown_outcome_and_redeems_once(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
     auth = await authorized(petz, order)
-    arm(sim, path="/posface/auth/capture/", kind="drop_after_apply")
+    sim.arm(path="/posface/auth/capture/", kind="drop_after_apply")
     await fails(ErrorCode.UNKNOWN_OUTCOME, petz.capture(auth, order=order, device_ref=LANE))
-    assert [r["coupon_id"] for r in ledger(sim)["redemptions"]] == ["cpn_kibble2", "cpn_treats15"]
+    assert [r["coupon_id"] for r in sim.ledger()["redemptions"]] == ["cpn_kibble2", "cpn_treats15"]
     # Resolving with the same auth id answers the capture that happened, without a second one.
     capture = await petz.capture(auth, order=order, device_ref=LANE)
     assert capture.total_discount == 395
-    assert len(ledger(sim)["redemptions"]) == 2
+    assert len(sim.ledger()["redemptions"]) == 2
 
 
 async def test_dropped_authorization_is_unknown_outcome_and_a_retry_holds_once(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
-    arm(sim, path="/posface/auth/create/", kind="drop_after_apply")
+    sim.arm(path="/posface/auth/create/", kind="drop_after_apply")
     await fails(
         ErrorCode.UNKNOWN_OUTCOME, petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
     )
     auth = await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
-    states = {k: v["status"] for k, v in ledger(sim)["authorizations"].items()}
+    states = {k: v["status"] for k, v in sim.ledger()["authorizations"].items()}
     assert sorted(states.values()) == ["authorized", "released"]
     assert states[auth.auth_id] == "authorized"
 
 
+@OVER_LOOPBACK
 async def test_a_silent_provider_is_bounded_by_the_timeout(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
-    arm(sim, path="/posface/auth/create/", kind="timeout")
-    arm(sim, path="/posface/customer/set/", kind="timeout")
+    sim.arm(path="/posface/auth/create/", kind="timeout")
+    sim.arm(path="/posface/customer/set/", kind="timeout")
     async with asyncio.timeout(TIMEOUT * 10):  # a bound, not a measurement
         await fails(
             ErrorCode.UNKNOWN_OUTCOME, petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
@@ -408,16 +399,16 @@ async def test_a_silent_provider_is_bounded_by_the_timeout(
 
 
 async def test_a_dropped_order_update_is_safe_to_resend(
-    petz: PetzCouponProvider, sim: Running
+    petz: PetzCouponProvider, sim: Served
 ) -> None:
     order = snapshot()
-    arm(sim, path="/posface/order/set/", kind="drop_after_apply")
+    sim.arm(path="/posface/order/set/", kind="drop_after_apply")
     await fails(
         ErrorCode.PROVIDER_UNAVAILABLE,
         petz.set_order(order, device_ref=LANE, consumer_id=None, status="open"),
     )
     await petz.set_order(order, device_ref=LANE, consumer_id=None, status="open")
-    assert list(ledger(sim)["orders"]) == ["o-1"]
+    assert list(sim.ledger()["orders"]) == ["o-1"]
 
 
 class ChangedAnswers(PetzSimulator):
@@ -441,8 +432,8 @@ class ChangedAnswers(PetzSimulator):
 
 
 async def test_unreadable_answers_to_a_write_are_unknown_outcomes(tmp_path: Path) -> None:
-    with serve(ChangedAnswers()) as running:
-        petz = PetzCouponProvider(settings(running, tmp_path))
+    with served(ChangedAnswers()) as running:
+        petz = PetzCouponProvider(settings(running, tmp_path), transport=running.transport)
         order = snapshot()
         await fails(
             ErrorCode.PROVIDER_UNAVAILABLE,
@@ -450,7 +441,7 @@ async def test_unreadable_answers_to_a_write_are_unknown_outcomes(tmp_path: Path
         )
         auth = await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
         await fails(ErrorCode.UNKNOWN_OUTCOME, petz.capture(auth, order=order, device_ref=LANE))
-        assert len(ledger(running)["redemptions"]) == 2
+        assert len(running.ledger()["redemptions"]) == 2
         await petz.aclose()
 
 

@@ -1,5 +1,6 @@
-"""The Punchh adapter against the Punchh simulator over loopback HTTP: the seed-002 workflow,
-every documented refusal mapped to the error vocabulary, and money safety under faults."""
+"""The Punchh adapter against the Punchh simulator: the seed-002 workflow, every documented
+refusal mapped to the error vocabulary, and money safety under faults. In-process for speed; the
+tests marked OVER_BOTH or OVER_LOOPBACK also run over real loopback HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypedDict
 
-import httpx
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -39,7 +39,8 @@ from agent.providers.punchh import (
 )
 from agent.providers.settings import PunchhSettings
 from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, PunchhSimulator
-from simulators.server import Request, Response, Running, serve
+from simulators.server import Request, Response
+from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Served, served
 
 WHEN = datetime(2025, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=-5)))
 ORDER = OrderSnapshot(
@@ -67,13 +68,13 @@ R2_FIELDS = [
 
 
 @pytest.fixture
-def sim() -> Iterator[Running]:
-    with serve(PunchhSimulator()) as running:
+def sim(carrier: Carrier) -> Iterator[Served]:
+    with served(PunchhSimulator(), carrier) as running:
         yield running
 
 
 def settings(
-    sim: Running, tmp_path: Path, location_key: str = LOCATION_KEY, **extra: Any
+    sim: Served, tmp_path: Path, location_key: str = LOCATION_KEY, **extra: Any
 ) -> PunchhSettings:
     (tmp_path / "location").write_text(location_key + "\n")
     (tmp_path / "business").write_text(BUSINESS_KEY + "\n")
@@ -88,25 +89,10 @@ def settings(
 
 
 @pytest.fixture
-async def punchh(sim: Running, tmp_path: Path) -> AsyncIterator[PunchhLoyaltyProvider]:
-    provider = PunchhLoyaltyProvider(settings(sim, tmp_path))
+async def punchh(sim: Served, tmp_path: Path) -> AsyncIterator[PunchhLoyaltyProvider]:
+    provider = PunchhLoyaltyProvider(settings(sim, tmp_path), transport=sim.transport)
     yield provider
     await provider.aclose()
-
-
-def ledger(sim: Running) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{sim.url}/_sim/ledger").json()
-    return body
-
-
-def sent(sim: Running, path: str | None = None) -> list[dict[str, Any]]:
-    """The requests the simulator received (to `path`), in order."""
-    log: list[dict[str, Any]] = httpx.get(f"{sim.url}/_sim/requests").json()
-    return [r for r in log if path is None or r["path"] == path]
-
-
-def arm(sim: Running, **fault: Any) -> None:
-    httpx.post(f"{sim.url}/_sim/faults", json=[fault]).raise_for_status()
 
 
 class Transaction(TypedDict):
@@ -139,7 +125,7 @@ async def committed(
 # -- configuration ----------------------------------------------------------------------------
 
 
-def test_settings_refuse_api_key_file_and_a_bad_integrator(sim: Running, tmp_path: Path) -> None:
+def test_settings_refuse_api_key_file_and_a_bad_integrator(sim: Served, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="location_key_file"):
         settings(sim, tmp_path, api_key_file=tmp_path / "x")
     with pytest.raises(ValidationError, match="integrator"):
@@ -149,7 +135,7 @@ def test_settings_refuse_api_key_file_and_a_bad_integrator(sim: Running, tmp_pat
 
 
 def test_a_missing_key_names_its_credential(
-    sim: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     values = settings(sim, tmp_path).model_copy(update={"business_key_file": None})
@@ -160,21 +146,24 @@ def test_a_missing_key_names_its_credential(
 
 
 async def test_keys_come_from_systemd_credentials(
-    sim: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "punchh_location_key").write_text(LOCATION_KEY)
     (tmp_path / "punchh_business_key").write_text(BUSINESS_KEY)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    provider = PunchhLoyaltyProvider(PunchhSettings.model_validate({"base_url": sim.url}))
+    provider = PunchhLoyaltyProvider(
+        PunchhSettings.model_validate({"base_url": sim.url}), transport=sim.transport
+    )
     assert (await provider.check_health())[0]
     await provider.aclose()
 
 
+@OVER_BOTH
 async def test_every_call_carries_the_key_pair_user_agent_and_json_headers(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     await committed(punchh, Selection("reward", "7001"))
-    log = sent(sim)
+    log = sim.sent()
     assert len(log) == 4
     for request in log:
         headers = request["headers"]
@@ -185,9 +174,11 @@ async def test_every_call_carries_the_key_pair_user_agent_and_json_headers(
 
 
 async def test_wrong_keys_are_not_configured_with_punchhs_words(
-    sim: Running, tmp_path: Path
+    sim: Served, tmp_path: Path
 ) -> None:
-    provider = PunchhLoyaltyProvider(settings(sim, tmp_path, location_key="stale"))
+    provider = PunchhLoyaltyProvider(
+        settings(sim, tmp_path, location_key="stale"), transport=sim.transport
+    )
     error = await refused(provider.find_guest(*ANA))
     assert (error.code, error.message) == (ErrorCode.NOT_CONFIGURED, "Invalid LocationKey")
     assert await provider.check_health() == (False, "Invalid LocationKey")
@@ -200,7 +191,7 @@ async def test_health_reads_the_location_configuration(punchh: PunchhLoyaltyProv
 
 
 async def test_health_of_an_unreachable_host_is_false(tmp_path: Path) -> None:
-    with serve(PunchhSimulator()) as gone:
+    with served(PunchhSimulator(), "loopback") as gone:
         pass
     provider = PunchhLoyaltyProvider(settings(gone, tmp_path))
     ok, message = await provider.check_health()
@@ -212,12 +203,12 @@ async def test_health_of_an_unreachable_host_is_false(tmp_path: Path) -> None:
 
 
 async def test_receipt_key_reads_the_short_key_once(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     first = await punchh.receipt_key("A-1001")
     assert first == await punchh.receipt_key("A-1001") != await punchh.receipt_key("A-1002")
     assert len(first) == 12 and first.isdigit()
-    assert len(sent(sim, "/api/pos/locations/configuration")) == 1
+    assert len(sim.sent("/api/pos/locations/configuration")) == 1
     assert (int(first) >> 4) & 0x1FFF == 6624  # the provisional layout's iBits
 
 
@@ -231,10 +222,10 @@ async def test_the_key_algorithm_is_pluggable(
     assert await punchh.receipt_key("A-1001") == "662400000006"
 
 
-async def test_a_configured_short_key_needs_no_call(sim: Running, tmp_path: Path) -> None:
-    provider = PunchhLoyaltyProvider(settings(sim, tmp_path, short_key=42))
+async def test_a_configured_short_key_needs_no_call(sim: Served, tmp_path: Path) -> None:
+    provider = PunchhLoyaltyProvider(settings(sim, tmp_path, short_key=42), transport=sim.transport)
     assert (int(await provider.receipt_key("A-1001")) >> 4) & 0x1FFF == 42
-    assert sent(sim, "/api/pos/locations/configuration") == []
+    assert sim.sent("/api/pos/locations/configuration") == []
     await provider.aclose()
 
 
@@ -253,11 +244,11 @@ async def test_a_configured_short_key_needs_no_call(sim: Running, tmp_path: Path
     ],
 )
 async def test_find_guest_by_every_token_kind(
-    sim: Running, punchh: PunchhLoyaltyProvider, kind: str, value: str, user_id: str
+    sim: Served, punchh: PunchhLoyaltyProvider, kind: str, value: str, user_id: str
 ) -> None:
     guest = await punchh.find_guest(kind, value)
     assert guest.user_id == user_id
-    (request,) = sent(sim, "/api/pos/users/search")
+    (request,) = sim.sent("/api/pos/users/search")
     assert list(request["query"]) == [SEARCH_PARAMS[kind]]
 
 
@@ -286,8 +277,9 @@ async def test_unknown_guest_and_unusable_kind(punchh: PunchhLoyaltyProvider) ->
 # -- the seed-002 workflow --------------------------------------------------------------------
 
 
+@OVER_BOTH
 async def test_identify_lookup_select_query_commit_checkin_receipt(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     guest = await punchh.find_guest(*ANA)
     key = await punchh.receipt_key(ORDER.order_id)
@@ -318,7 +310,7 @@ async def test_identify_lookup_select_query_commit_checkin_receipt(
     tx = transaction("uid-1", key, "T1")
     query = await punchh.redeem_query(guest, ORDER, receipt_datetime=WHEN, **tx)
     assert (query.committed, query.total, query.failures) == (False, 550, [])
-    assert ledger(sim)["guests"]["101"]["banked_rewards"] == "5.00"
+    assert sim.ledger()["guests"]["101"]["banked_rewards"] == "5.00"
     commit = await punchh.redeem_commit(guest, ORDER, receipt_datetime=WHEN, **tx)
     assert (commit.committed, commit.total) == (True, 550)
     assert commit.redemption_ref == query.redemption_ref == basket.redemption_ref
@@ -330,20 +322,20 @@ async def test_identify_lookup_select_query_commit_checkin_receipt(
     await punchh.receipt_details(
         ORDER, receipt_key=key, transaction_no="T1", discounts=commit.success, receipt_datetime=WHEN
     )
-    ana = ledger(sim)["guests"]["101"]
+    ana = sim.ledger()["guests"]["101"]
     assert (ana["points_balance"], ana["banked_rewards"], ana["rewards"]) == (248, "3.00", [])
-    (receipt,) = ledger(sim)["receipts"][key]
+    (receipt,) = sim.ledger()["receipts"][key]
     assert (receipt["subtotal_amount"], receipt["payable"]) == ("8.50", "9.62")
 
     # The commit resent the dry run byte for byte, minus the query key.
-    query_body, commit_body = (r["body"] for r in sent(sim, "/api/pos/batch_redemptions"))
+    query_body, commit_body = (r["body"] for r in sim.sent("/api/pos/batch_redemptions"))
     assert json.loads(query_body)["query"] is True
     assert "query" not in json.loads(commit_body)
     assert query_body.replace(',"query":true', "") == commit_body
 
 
 async def test_check_in_and_receipt_describe_a_balanced_check(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     _, commit = await committed(punchh, Selection("reward", "7001"))
     await punchh.checkin(
@@ -355,7 +347,7 @@ async def test_check_in_and_receipt_describe_a_balanced_check(
         discounts=commit.success,
         receipt_datetime=WHEN,
     )
-    (request,) = sent(sim, "/api/pos/checkins")
+    (request,) = sim.sent("/api/pos/checkins")
     body = json.loads(request["body"])
     assert body["phone"] == "5550100001" and body["receipt_datetime"] == "2025-03-01T12:30:00-05:00"
     assert (body["subtotal_amount"], body["receipt_amount"], body["payable"]) == (10.5, 10.5, 11.62)
@@ -376,7 +368,7 @@ async def test_check_in_and_receipt_describe_a_balanced_check(
 
 
 async def test_an_unbalanced_order_is_refused_before_anything_is_sent(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     short = ORDER.model_copy(update={"lines": ORDER.lines[:1]})
     error = await refused(
@@ -388,11 +380,11 @@ async def test_an_unbalanced_order_is_refused_before_anything_is_sent(
         punchh.receipt_details(ORDER, receipt_key="1", transaction_no="T1", discounts=too_much)
     )
     assert error.code == ErrorCode.INVALID_REQUEST
-    assert sent(sim, "/api/pos/checkins") == sent(sim, "/receipt_details") == []
+    assert sim.sent("/api/pos/checkins") == sim.sent("/receipt_details") == []
 
 
 async def test_a_store_discount_line_is_left_out_of_r2_and_is_a_d_line_at_check_in(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     promo = OrderSnapshot(
         order_id="A-3",
@@ -405,7 +397,7 @@ async def test_a_store_discount_line_is_left_out_of_r2_and_is_a_d_line_at_check_
     assert [i["item_name"] for i in line_items(promo, 2)] == ["Burger"]
     result = await punchh.checkin(ANA, promo, **transaction("uid-3", "000000000003", "T3"))
     assert result.points_earned == 8
-    (request,) = sent(sim, "/api/pos/checkins")
+    (request,) = sim.sent("/api/pos/checkins")
     items = json.loads(request["body"])["menu_items"]
     assert [(i["menu_item_type"], i["item_amount"]) for i in items] == [
         ("M", 10.0),
@@ -429,27 +421,27 @@ class Garbled(PunchhSimulator):
 async def test_an_unreadable_answer_is_unavailable_or_for_a_write_unknown(
     tmp_path: Path,
 ) -> None:
-    with serve(Garbled()) as garbled:
-        provider = PunchhLoyaltyProvider(settings(garbled, tmp_path))
+    with served(Garbled()) as garbled:
+        provider = PunchhLoyaltyProvider(settings(garbled, tmp_path), transport=garbled.transport)
         ok, message = await provider.check_health()
         assert not ok and "cannot read" in message
         error = await refused(
             provider.checkin(ANA, ORDER, **transaction("uid-1", "000000000001", "T1"))
         )
         assert error.code == ErrorCode.UNKNOWN_OUTCOME
-        assert len(ledger(garbled)["checkins"]) == 1
+        assert len(garbled.ledger()["checkins"]) == 1
         await provider.aclose()
 
 
 async def test_a_coupon_code_is_selected_and_used_up(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     guest = await punchh.find_guest("loyalty_redemption_code", "1234567")
     await punchh.select(guest, [Selection("redemption_code", "1234567")], external_uid="uid-9")
     tx = transaction("uid-9", "000000000009", "T9")
     outcome = await punchh.redeem_commit(guest, ORDER, **tx)
     assert [(line.name, line.amount) for line in outcome.success] == [("$2 Off", 200)]
-    assert ledger(sim)["guests"]["102"]["redemption_codes"] == []
+    assert sim.ledger()["guests"]["102"]["redemption_codes"] == []
 
 
 async def test_items_that_do_not_fit_come_back_as_failures(punchh: PunchhLoyaltyProvider) -> None:
@@ -522,7 +514,7 @@ async def test_batch_refusals(punchh: PunchhLoyaltyProvider) -> None:
 
 
 async def test_a_commit_whose_order_changed_since_the_query_is_refused(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     guest = await punchh.find_guest(*ANA)
     await punchh.select(guest, [Selection("reward", "7001")], external_uid="uid-1")
@@ -533,17 +525,17 @@ async def test_a_commit_whose_order_changed_since_the_query_is_refused(
     )
     error = await refused(punchh.redeem_commit(guest, edited, **tx))
     assert error.code == ErrorCode.NOT_REDEEMABLE and "same line_items" in error.message
-    assert ledger(sim)["guests"]["101"]["rewards"] == ["7001"]
+    assert sim.ledger()["guests"]["101"]["rewards"] == ["7001"]
 
 
 async def test_void_gives_back_until_the_check_in_then_is_expired(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     guest, commit = await committed(punchh, Selection("redeemable", "501"))
-    assert ledger(sim)["guests"]["101"]["points_balance"] == 140
+    assert sim.ledger()["guests"]["101"]["points_balance"] == 140
     assert commit.redemption_ref is not None
     await punchh.void_redemption(guest, commit.redemption_ref)
-    assert ledger(sim)["guests"]["101"]["points_balance"] == 240
+    assert sim.ledger()["guests"]["101"]["points_balance"] == 240
     missing = await refused(punchh.void_redemption(guest, "no/such ref"))
     assert missing.code == ErrorCode.NOT_FOUND
 
@@ -583,9 +575,9 @@ async def test_check_in_for_an_unknown_guest_is_not_found(punchh: PunchhLoyaltyP
     ],
 )
 async def test_statuses_map_to_the_vocabulary(
-    sim: Running, punchh: PunchhLoyaltyProvider, status: int, code: ErrorCode
+    sim: Served, punchh: PunchhLoyaltyProvider, status: int, code: ErrorCode
 ) -> None:
-    arm(sim, path="/api/pos/users/search", kind="error", status=status)
+    sim.arm(path="/api/pos/users/search", kind="error", status=status)
     error = await refused(punchh.find_guest(*ANA))
     assert (error.code, error.message) == (code, "injected fault")
 
@@ -623,55 +615,58 @@ def test_a_redirect_means_a_wrong_base_url() -> None:
 # -- faults -----------------------------------------------------------------------------------
 
 
-async def test_503_on_commit_applies_nothing(sim: Running, punchh: PunchhLoyaltyProvider) -> None:
+@OVER_BOTH
+async def test_503_on_commit_applies_nothing(sim: Served, punchh: PunchhLoyaltyProvider) -> None:
     guest = await punchh.find_guest(*ANA)
     await punchh.select(guest, [Selection("redeemable", "501")], external_uid="uid-1")
     tx = transaction("uid-1", "000000000001", "T1")
-    arm(sim, path="/api/pos/batch_redemptions", kind="error", status=503)
+    sim.arm(path="/api/pos/batch_redemptions", kind="error", status=503)
     error = await refused(punchh.redeem_commit(guest, ORDER, **tx))
     assert error.code == ErrorCode.PROVIDER_UNAVAILABLE
-    assert ledger(sim)["guests"]["101"]["points_balance"] == 240
-    assert ledger(sim)["redemptions"] == {}
+    assert sim.ledger()["guests"]["101"]["points_balance"] == 240
+    assert sim.ledger()["redemptions"] == {}
     assert (await punchh.redeem_commit(guest, ORDER, **tx)).total == 500
 
 
+@OVER_BOTH
 async def test_a_commit_dropped_after_apply_is_unknown_and_applied_once(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     guest = await punchh.find_guest(*ANA)
     await punchh.select(guest, [Selection("redeemable", "501")], external_uid="uid-1")
     tx = transaction("uid-1", "000000000001", "T1")
     query = await punchh.redeem_query(guest, ORDER, receipt_datetime=WHEN, **tx)
-    arm(sim, path="/api/pos/batch_redemptions", kind="drop_after_apply")
+    sim.arm(path="/api/pos/batch_redemptions", kind="drop_after_apply")
     error = await refused(punchh.redeem_commit(guest, ORDER, receipt_datetime=WHEN, **tx))
     assert error.code == ErrorCode.UNKNOWN_OUTCOME
-    assert ledger(sim)["guests"]["101"]["points_balance"] == 140
+    assert sim.ledger()["guests"]["101"]["points_balance"] == 140
     # Resolving it: the same commit again answers the first result and deducts nothing more.
     retry = await punchh.redeem_commit(guest, ORDER, receipt_datetime=WHEN, **tx)
     assert (retry.total, retry.redemption_ref) == (500, query.redemption_ref)
-    assert ledger(sim)["guests"]["101"]["points_balance"] == 140
-    assert len(ledger(sim)["redemptions"]) == 1
+    assert sim.ledger()["guests"]["101"]["points_balance"] == 140
+    assert len(sim.ledger()["redemptions"]) == 1
 
 
 async def test_a_check_in_dropped_after_apply_earns_once(
-    sim: Running, punchh: PunchhLoyaltyProvider
+    sim: Served, punchh: PunchhLoyaltyProvider
 ) -> None:
     tx = transaction("uid-1", "000000000001", "T1")
-    arm(sim, path="/api/pos/checkins", kind="drop_after_apply")
+    sim.arm(path="/api/pos/checkins", kind="drop_after_apply")
     error = await refused(punchh.checkin(ANA, ORDER, **tx))
     assert error.code == ErrorCode.UNKNOWN_OUTCOME
     result = await punchh.checkin(ANA, ORDER, **tx)
     assert (result.points_earned, result.guest.points_balance) == (14, 254)
-    assert len(ledger(sim)["checkins"]) == 1
+    assert len(sim.ledger()["checkins"]) == 1
 
 
+@OVER_LOOPBACK
 async def test_a_provider_that_never_answers_is_bounded_by_the_timeout(
-    sim: Running, tmp_path: Path
+    sim: Served, tmp_path: Path
 ) -> None:
-    provider = PunchhLoyaltyProvider(settings(sim, tmp_path, timeout=0.3))
+    provider = PunchhLoyaltyProvider(settings(sim, tmp_path, timeout=0.3), transport=sim.transport)
     guest = await provider.find_guest(*ANA)
     await provider.select(guest, [Selection("reward", "7001")], external_uid="uid-1")
-    arm(sim, path="/api/pos/.*", kind="timeout", count=2)
+    sim.arm(path="/api/pos/.*", kind="timeout", count=2)
     started = time.monotonic()
     read = await refused(provider.find_guest(*ANA))
     write = await refused(
@@ -682,7 +677,7 @@ async def test_a_provider_that_never_answers_is_bounded_by_the_timeout(
     # Each call gave up at its 0.3 s budget; the simulator would have held it 60 s.
     assert time.monotonic() - started < 10
     assert (read.code, write.code) == (ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.UNKNOWN_OUTCOME)
-    assert ledger(sim)["guests"]["101"]["rewards"] == ["7001"]
+    assert sim.ledger()["guests"]["101"]["rewards"] == ["7001"]
     await provider.aclose()
 
 

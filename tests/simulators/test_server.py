@@ -1,9 +1,11 @@
 """The simulator server's fault injection and control endpoints, seen through the agent's real
-HTTP seam (`agent.providers.http.ProviderClient`) over loopback."""
+HTTP seam (`agent.providers.http.ProviderClient`), each test over loopback HTTP and again over the
+in-process transport: the same outcome both ways is what makes the transport faithful."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -15,7 +17,8 @@ from agent.providers.http import (
     error_message,
 )
 from agent.providers.settings import HttpProviderSettings
-from simulators.server import ApiError, Request, Response, Running, Simulator, serve
+from simulators.server import ApiError, Request, Response, Simulator, serve
+from tests.served import CARRIERS, Carrier, Served, served
 
 
 class Counter(Simulator):
@@ -48,32 +51,34 @@ class Counter(Simulator):
         return {"value": self.value}
 
 
-@pytest.fixture
-def counter() -> Iterator[Running]:
-    with serve(Counter()) as running:
-        yield running
+@pytest.fixture(params=CARRIERS)
+def counter(request: pytest.FixtureRequest) -> Iterator[Served]:
+    carrier: Carrier = request.param
+    with served(Counter(), carrier) as counter:
+        yield counter
 
 
-def client(running: Running, timeout: float = 2.0, key: str = "k") -> ProviderClient:
-    settings = HttpProviderSettings(base_url=running.url, timeout=timeout)
-    return ProviderClient("Counter", settings, headers={"Authorization": key})
+def client(counter: Served, timeout: float = 2.0, key: str = "k") -> ProviderClient:
+    settings = HttpProviderSettings(base_url=counter.url, timeout=timeout)
+    return ProviderClient(
+        "Counter", settings, headers={"Authorization": key}, transport=counter.transport
+    )
 
 
-def arm(running: Running, *faults: dict[str, object]) -> None:
-    httpx.post(f"{running.url}/_sim/faults", json=list(faults)).raise_for_status()
+def arm(counter: Served, *faults: dict[str, object]) -> None:
+    counter.control.post("/_sim/faults", json=list(faults)).raise_for_status()
 
 
-def ledger(running: Running) -> dict[str, int]:
-    body: dict[str, int] = httpx.get(f"{running.url}/_sim/ledger").json()
+def ledger(counter: Served) -> dict[str, int]:
+    body: dict[str, int] = counter.ledger()
     return body
 
 
-def requests_log(running: Running) -> list[dict[str, object]]:
-    body: list[dict[str, object]] = httpx.get(f"{running.url}/_sim/requests").json()
-    return body
+def requests_log(counter: Served) -> list[dict[str, object]]:
+    return counter.sent()
 
 
-async def test_route_params_auth_and_ledger(counter: Running) -> None:
+async def test_route_params_auth_and_ledger(counter: Served) -> None:
     api = client(counter)
     assert (await api.call("POST", "/count", write=True, json={"by": 2})).json() == {"value": 2}
     assert (await api.call("GET", "/items/abc", write=False)).json() == {"item": "abc"}
@@ -85,7 +90,7 @@ async def test_route_params_auth_and_ledger(counter: Running) -> None:
     await api.aclose()
 
 
-async def test_request_log_keeps_raw_bodies_in_order(counter: Running) -> None:
+async def test_request_log_keeps_raw_bodies_in_order(counter: Served) -> None:
     api = client(counter)
     await api.call("POST", "/count", write=True, json={"by": 1})
     await api.call("GET", "/count", write=False)
@@ -98,7 +103,7 @@ async def test_request_log_keeps_raw_bodies_in_order(counter: Running) -> None:
     await api.aclose()
 
 
-async def test_injected_503_applies_nothing_and_is_provider_unavailable(counter: Running) -> None:
+async def test_injected_503_applies_nothing_and_is_provider_unavailable(counter: Served) -> None:
     arm(counter, {"path": "/count", "method": "POST", "kind": "error", "status": 503})
     api = client(counter)
     with pytest.raises(ProviderError) as caught:
@@ -110,7 +115,7 @@ async def test_injected_503_applies_nothing_and_is_provider_unavailable(counter:
     await api.aclose()
 
 
-async def test_500_on_a_write_is_an_unknown_outcome(counter: Running) -> None:
+async def test_500_on_a_write_is_an_unknown_outcome(counter: Served) -> None:
     arm(counter, {"path": "/count", "kind": "error", "status": 500})
     api = client(counter)
     with pytest.raises(ProviderError) as caught:
@@ -120,7 +125,7 @@ async def test_500_on_a_write_is_an_unknown_outcome(counter: Running) -> None:
 
 
 async def test_drop_after_apply_is_an_unknown_outcome_and_the_change_is_there(
-    counter: Running,
+    counter: Served,
 ) -> None:
     arm(counter, {"path": "/count", "kind": "drop_after_apply"})
     api = client(counter)
@@ -133,7 +138,18 @@ async def test_drop_after_apply_is_an_unknown_outcome_and_the_change_is_there(
     await api.aclose()
 
 
-async def test_a_provider_that_never_answers_is_bounded_by_the_timeout(counter: Running) -> None:
+async def test_a_dropped_connection_is_the_error_httpx_raises_for_one(counter: Served) -> None:
+    arm(counter, {"path": "/count", "kind": "drop_after_apply"})
+    headers = {"Authorization": "k"}
+    async with httpx.AsyncClient(
+        base_url=counter.url, headers=headers, transport=counter.transport
+    ) as http:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await http.post("/count")
+    assert ledger(counter) == {"value": 1}
+
+
+async def test_a_provider_that_never_answers_is_bounded_by_the_timeout(counter: Served) -> None:
     arm(counter, {"path": "/count", "kind": "timeout"}, {"path": "/count", "kind": "timeout"})
     api = client(counter, timeout=0.3)
     with pytest.raises(ProviderError) as write:
@@ -148,10 +164,41 @@ async def test_a_provider_that_never_answers_is_bounded_by_the_timeout(counter: 
     await api.aclose()
 
 
-async def test_slow_answer_within_the_timeout_arrives(counter: Running) -> None:
+async def test_slow_answer_within_the_timeout_arrives(counter: Served) -> None:
     arm(counter, {"path": "/count", "kind": "slow", "delay": 0.05})
     api = client(counter)
     assert (await api.call("POST", "/count", write=True)).json() == {"value": 1}
+    await api.aclose()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll the simulator until `condition` holds (a condition, not a fixed sleep)."""
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_a_slow_answer_the_client_gave_up_on_is_applied_after_the_delay(
+    counter: Served,
+) -> None:
+    """The provider does not notice the client leaving: the change lands when the delay is over,
+    which is what makes a write that timed out an unknown outcome."""
+    arm(counter, {"path": "/count", "kind": "slow", "delay": 0.6})
+    api = client(counter, timeout=0.1)
+    with pytest.raises(ProviderError) as caught:
+        await api.call("POST", "/count", write=True)
+    assert caught.value.code == ErrorCode.UNKNOWN_OUTCOME
+    assert ledger(counter) == {"value": 0}  # not yet: the delay is 0.5 s longer than the timeout
+    await until(lambda: ledger(counter) == {"value": 1})
+    assert requests_log(counter)[-1]["status"] == 200
+    await api.aclose()
+
+
+async def test_a_path_segment_keeps_its_escapes_and_the_query_is_logged(counter: Served) -> None:
+    api = client(counter)
+    answer = await api.call("GET", "/items/a%2Fb", write=False, params={"x": "1 2", "y": ""})
+    assert answer.json() == {"item": "a%2Fb"}
+    assert requests_log(counter)[-1]["query"] == {"x": ["1 2"], "y": [""]}
     await api.aclose()
 
 
@@ -187,8 +234,8 @@ async def test_an_unreachable_provider_is_refused_at_once_until_it_is_tried_agai
     await api.aclose()
 
 
-def test_bad_fault_definitions_are_refused_with_the_reason(counter: Running) -> None:
-    answer = httpx.post(f"{counter.url}/_sim/faults", json=[{"kind": "explode"}])
+def test_bad_fault_definitions_are_refused_with_the_reason(counter: Served) -> None:
+    answer = counter.control.post("/_sim/faults", json=[{"kind": "explode"}])
     assert answer.status_code == 400 and "kind" in answer.json()["error"]
 
 
