@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
+from collections.abc import Mapping
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
@@ -73,7 +75,9 @@ def build_provider(config: Config, name: str, env: ProviderEnv) -> Provider:
     return adapter
 
 
-def build_flows(ctx: FlowContext, env: ProviderEnv) -> list[LaneFlow]:
+def build_flows(
+    ctx: FlowContext, env: ProviderEnv, transports: Mapping[str, object]
+) -> list[LaneFlow]:
     """Every flow the config gives a provider, in the registry's order; a provider running two
     flows is one adapter."""
     made: dict[str, Provider] = {}
@@ -83,7 +87,8 @@ def build_flows(ctx: FlowContext, env: ProviderEnv) -> list[LaneFlow]:
         if name is None:
             continue
         if name not in made:
-            made[name] = build_provider(ctx.config, name, env)
+            own = dataclasses.replace(env, transport=transports.get(name))
+            made[name] = build_provider(ctx.config, name, own)
         flows.append(load(spec.flow)(made[name], ctx))
     return flows
 
@@ -112,9 +117,13 @@ class LaneAgent:
     """Everything one lane runs: bus, drivers, pipeline, flows, request handling."""
 
     def __init__(
-        self, config: Config, notifier: Notifier | None = None, transport: object = None
+        self,
+        config: Config,
+        notifier: Notifier | None = None,
+        transports: Mapping[str, object] | None = None,
     ) -> None:
-        """`transport` (an httpx transport) replaces every provider's network: in-process tests."""
+        """`transports`: provider name → the httpx transport that replaces its network, for
+        in-process tests (simulators.transport)."""
         self.config = config
         self.notifier = notifier or Notifier()
         state_dir = config.state_dir()
@@ -141,8 +150,8 @@ class LaneAgent:
         ctx = FlowContext(config, self.vault, book, self._emit)
         self.tenders = book.tenders
         self._reference = ctx.reference
-        env = ProviderEnv(config.lane.store, config.lane.lane, state_dir, transport)
-        self.flows = build_flows(ctx, env)
+        env = ProviderEnv(config.lane.store, config.lane.lane, state_dir)
+        self.flows = build_flows(ctx, env, transports or {})
         self.gift = next((f for f in self.flows if isinstance(f, GiftFlow)), None)
         self.card = next((f for f in self.flows if isinstance(f, CardFlow)), None)
         self.orders = OrderDesk(book, self.flows, self._emit)

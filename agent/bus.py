@@ -195,6 +195,10 @@ class Bus:
     def queued(self) -> int:
         return len(self._queue)
 
+    def outgoing(self) -> tuple[Outgoing, ...]:
+        """What waits for the broker, oldest first (all of it, before the agent runs)."""
+        return tuple(self._queue)
+
     # --- the connection loop ----------------------------------------------------------------------
 
     async def run(self, on_request: RequestHandler) -> None:

@@ -57,7 +57,12 @@ OPERATIONS: tuple[tuple[str, str, OperationClass, str], ...] = (
     ("refund: gift", "`order.refund`", OperationClass.QUEUED, "voucher reversals"),
     ("refund: card", "`order.refund`", OperationClass.QUEUED, "card reversals"),
     ("refund: coupons", "`order.refund`", OperationClass.QUEUED, "none: PETZ has no refund"),
-    ("refund: loyalty", "`order.refund`", OperationClass.QUEUED, "Punchh void redemption"),
+    (
+        "refund: loyalty",
+        "`order.refund`",
+        OperationClass.QUEUED,
+        "Punchh void redemption until the check-in; after it, none (the step says what to do)",
+    ),
 )
 
 

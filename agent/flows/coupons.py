@@ -315,18 +315,19 @@ class CouponFlow:
     """A replaced order releases its coupons like a voided one: holds go, nothing is captured."""
 
     async def on_refund(self, order: Order) -> list[StepOutcome]:
-        """PETZ has no call that gives captured coupons back (seed 001 names none): the step
-        says so, and what the cashier does instead."""
+        """Ask the backend to give the captured coupons back (PETZ cannot: its refusal, with
+        what the cashier does instead, is the step)."""
         state = self._state(order)
         if state.capture is None:
             return []
-        manual = LaneError(
-            ErrorCode.NOT_CONFIGURED,
-            f"PETZ has no refund call: coupons {', '.join(state.capture.coupon_ids)} stay "
-            f"redeemed ({state.capture.total_discount} off); refund their value by store policy "
-            "or have PETZ support re-issue them",
-        )
-        return [outcome(FLOW, self.provider.name, "refund", "captured coupons", manual)]
+        what = f"coupons of capture {state.capture.capture_id}"
+        try:
+            await self.provider.refund(
+                state.capture, order=order.snapshot, device_ref=self._device_ref
+            )
+        except LaneError as exc:
+            return [outcome(FLOW, self.provider.name, "refund", what, exc)]
+        return [outcome(FLOW, self.provider.name, "refund", f"{what} given back")]
 
     def view(self, order: Order) -> dict[str, Any] | None:
         state = self._book.flow_state(order.order_id, FLOW, CouponState)

@@ -511,8 +511,24 @@ class LoyaltyFlow:
             return [await self._unlock(order.order_id, state)] if state.locked else []
 
     async def on_refund(self, order: Order) -> list[StepOutcome]:
-        """A refunded sale gives its committed redemptions back, as a voided one does."""
-        return await self.on_void(order)
+        """A refunded sale gives its committed redemptions back, as a voided one does, while
+        the provider still takes them back: Punchh refuses to void redemptions once the guest's
+        check-in is committed (410, CONFIRMED in its R2 spec), so then the step says what the
+        cashier does instead and the call is not made."""
+        state = self._book.flow_state(order.order_id, FLOW, LoyaltyState)
+        if state is None or state.guest is None or not state.checked_in:
+            return await self.on_void(order)
+        committed = state.committed
+        if committed is None or not committed.success:
+            return []
+        manual = LaneError(
+            ErrorCode.NOT_CONFIGURED,
+            f"{self.provider.name} keeps redemptions once the guest is checked in: give guest "
+            f"{state.guest.user_id} back {committed.total} of rewards (ref "
+            f"{committed.redemption_ref}) and the {state.points_earned or 0} points earned in "
+            "the loyalty dashboard",
+        )
+        return [outcome(FLOW, self.provider.name, "void", "redemptions of the sale", manual)]
 
     def view(self, order: Order) -> dict[str, Any] | None:
         state = self._book.flow_state(order.order_id, FLOW, LoyaltyState)

@@ -134,6 +134,13 @@ class CouponProvider(Protocol):
 
     async def release(self, auth_id: str, *, order: OrderSnapshot, device_ref: str) -> None: ...
 
+    async def refund(
+        self, capture: CouponCapture, *, order: OrderSnapshot, device_ref: str
+    ) -> None:
+        """Give a refunded sale's captured coupons back to the customer's wallet; a backend
+        without such a call raises `not_configured` saying what the cashier does instead."""
+        ...
+
     async def check_health(self) -> tuple[bool, str]: ...
 
     async def aclose(self) -> None: ...

@@ -454,6 +454,18 @@ class PetzCouponProvider:
                 captured_at=capture.captured_at,
             )
 
+    async def refund(
+        self, capture: CouponCapture, *, order: OrderSnapshot, device_ref: str
+    ) -> None:
+        """PETZ publishes no call that gives captured coupons back (seed 001 names create,
+        capture and redeem only), so nothing is sent: the refusal says what to do instead."""
+        raise ProviderError(
+            ErrorCode.NOT_CONFIGURED,
+            f"PETZ has no refund call: coupons {', '.join(capture.coupon_ids)} stay redeemed "
+            f"({capture.total_discount} off); refund their value by store policy or have PETZ "
+            "support re-issue them",
+        )
+
     async def release(self, auth_id: str, *, order: OrderSnapshot, device_ref: str) -> None:
         """Release the authorization by sending the order at `RELEASE_STATUS` (see there); the
         order keeps its customer. Releasing again is a no-op."""

@@ -10,7 +10,6 @@ order and keyed-entry ops are driven into every code they declare (but the two n
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -30,6 +29,7 @@ from agent.errors import ErrorCode
 from agent.providers.kseries import LOOKUP_PATH, REDEMPTIONS_PATH
 from simulators.kseries import API_KEY, CardSimulator
 from simulators.server import Fault, Running, serve
+from tests.lane import settle
 
 CARD = "6006490000000001"  # 50.00 USD, active: a 16-digit number, so a `loyalty_card` kind
 LOW = "6006490000000002"  # 12.50 USD
@@ -56,12 +56,6 @@ since been configured away; an unknown transaction id is `not_found` whatever th
 
 def disk_full(*_args: object, **_kwargs: object) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-async def settle() -> None:
-    """Let what a request or scan started (a flow looking the scanned code up) finish."""
-    while pending := asyncio.all_tasks() - {asyncio.current_task()}:
-        await asyncio.gather(*pending, return_exceptions=True)
 
 
 class Lane:
