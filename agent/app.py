@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 from collections.abc import Mapping
+from typing import cast
 
 from agent import __version__
 from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
@@ -30,15 +31,13 @@ from agent.contract import (
 )
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode, LaneError
-from agent.flows.base import FlowContext, Handler, LaneFlow, Provider
-from agent.flows.card import CardFlow
-from agent.flows.gift import GiftFlow
+from agent.flows.base import FlowContext, Handler, LaneFlow, Provider, TenderFlow
 from agent.flows.orders import OrderDesk
 from agent.homeassistant import Discovery
 from agent.limits import ScanLimiter
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
-from agent.registry import FLOWS, ProviderEnv, load, provider_spec
+from agent.registry import FLOWS, ProviderEnv, flow_spec, load, provider_spec
 from agent.requests import RequestRouter, ResponseStore
 from agent.scans import FlowHandler, ScanPipeline
 from agent.secrets import read_secret
@@ -47,11 +46,8 @@ from agent.systemd import Notifier, run_watchdog, watchdog_interval
 from agent.tokens import TokenVault
 from drivers.base import Driver
 from drivers.fifo import FifoScanner
-from drivers.hidpos import HidPosScanner, HidPosSettings
-from drivers.keyboard import KeyboardScanner, KeyboardSettings
 from drivers.keyed import KeyedEntry
-from drivers.nfc_reader import NfcReader, NfcSettings
-from drivers.serial_port import SerialScanner, SerialSettings
+from drivers.settings import driver_class
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +90,14 @@ def build_flows(
 
 
 def build_driver(device_id: str, settings: DeviceSettings) -> Driver:
-    match settings:
-        case FifoDeviceSettings():
-            decode = unescape if settings.unescape else None
-            symbology = settings.symbology
-            return FifoScanner(device_id, settings.path, decode=decode, symbology=symbology)
-        case KeyboardSettings():
-            return KeyboardScanner(device_id, settings)
-        case SerialSettings():
-            return SerialScanner(device_id, settings)
-        case HidPosSettings():
-            return HidPosScanner(device_id, settings)
-        case NfcSettings():
-            return NfcReader(device_id, settings)
+    """The device's driver, importing its module now: evdev, pyserial, pyusb and nfcpy are
+    loaded only on a lane that has such a device."""
+    if isinstance(settings, FifoDeviceSettings):
+        decode = unescape if settings.unescape else None
+        symbology = settings.symbology
+        return FifoScanner(device_id, settings.path, decode=decode, symbology=symbology)
+    driver: Driver = driver_class(settings.type)(device_id, settings)
+    return driver
 
 
 def build_drivers(config: Config, keyed: KeyedEntry) -> list[Driver]:
@@ -152,8 +143,9 @@ class LaneAgent:
         self._reference = ctx.reference
         env = ProviderEnv(config.lane.store, config.lane.lane, state_dir)
         self.flows = build_flows(ctx, env, transports or {})
-        self.gift = next((f for f in self.flows if isinstance(f, GiftFlow)), None)
-        self.card = next((f for f in self.flows if isinstance(f, CardFlow)), None)
+        self.tender_flows: dict[str, TenderFlow] = {
+            f.name: cast(TenderFlow, f) for f in self.flows if flow_spec(f.name).tenders
+        }
         self.orders = OrderDesk(book, self.flows, self._emit)
         self.providers: list[Provider] = list(
             {id(f.provider): f.provider for f in self.flows}.values()
@@ -209,32 +201,15 @@ class LaneAgent:
         return self.pipeline.scan(self.keyed.scan(params.data.encode(), params.symbology))
 
     async def _validate(self, params: GiftValidateParams) -> ValidateResult:
-        if self.card is not None and self.card.handles(params.token_id):
-            return await self.card.validate(params)
-        return await self._gift_flow().validate(params)
+        return await self._tender_flow(self._routed(params.token_id)).validate(params)
 
     async def _redeem(self, params: GiftRedeemParams) -> RedeemResult:
         """A gift card payment when the token was routed to the card flow, else a voucher; a
         request that already took a tender goes back to the flow that took it (its retry after
         a restart, which forgot the token, is answered from there, never taken twice)."""
         earlier = self.tenders.get(self._reference(params.request_id))
-        if earlier is not None and earlier.flow == "card" and self.card is not None:
-            return await self.card.redeem(params)
-        if earlier is not None and earlier.flow == "gift":
-            return await self._gift_flow().redeem(params)
-        if self.card is not None and (
-            self.card.handles(params.token_id) or self.card.resumes(params.request_id)
-        ):
-            return await self.card.redeem(params)
-        return await self._gift_flow().redeem(params)
-
-    def _gift_flow(self) -> GiftFlow:
-        if self.gift is None:
-            raise LaneError(
-                ErrorCode.NOT_CONFIGURED,
-                "no gift provider is configured on this lane ([providers] in the config)",
-            )
-        return self.gift
+        name = earlier.flow if earlier is not None else self._routed(params.token_id)
+        return await self._tender_flow(name).redeem(params)
 
     async def _reverse(self, params: GiftReverseParams) -> ReverseResult:
         """Routed by who owns the transaction (its tender record, of any order), never by
@@ -246,9 +221,22 @@ class LaneAgent:
                 f"transaction {params.transaction_id} was not taken on this lane: no voucher "
                 "redemption or card payment of it is recorded here",
             )
-        if tender.flow == "card" and self.card is not None:
-            return await self.card.reverse(params, tender)
-        return await self._gift_flow().reverse(params, tender)
+        return await self._tender_flow(tender.flow).reverse(params, tender)
+
+    def _routed(self, token_id: str) -> str:
+        """The tender flow the token's kind is routed to; vouchers when none takes it (whose
+        flow then says what the token is not)."""
+        return next((f.name for f in self.tender_flows.values() if f.handles(token_id)), "gift")
+
+    def _tender_flow(self, name: str) -> TenderFlow:
+        flow = self.tender_flows.get(name)
+        if flow is None:
+            what = "gift card" if name == "card" else "gift voucher"
+            raise LaneError(
+                ErrorCode.NOT_CONFIGURED,
+                f"no {what} provider is configured on this lane ([providers] in the config)",
+            )
+        return flow
 
     async def _device_health(self, params: DeviceHealthParams) -> HealthResult:
         items: list[HealthItem] = []

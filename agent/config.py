@@ -20,10 +20,7 @@ from agent.errors import LaneError
 from agent.normalise import NormaliserSettings
 from agent.registry import FLOW_NAMES, FlowName
 from agent.secrets import read_key
-from drivers.hidpos import HidPosSettings
-from drivers.keyboard import KeyboardSettings
-from drivers.nfc_reader import NfcSettings
-from drivers.serial_port import SerialSettings
+from drivers.settings import HidPosSettings, KeyboardSettings, NfcSettings, SerialSettings
 
 # Exit status for a configuration the agent cannot run with; the unit does not restart on it.
 EXIT_CONFIG = 2

@@ -47,10 +47,8 @@ from drivers.base import (
     TagRemoved,
 )
 from drivers.discovery import Found, input_devices, serial_ports, usb_devices
-from drivers.hidpos import HidPosSettings
-from drivers.keyboard import KeyboardScanner, KeyboardSettings, Node, select_nodes
-from drivers.nfc_reader import NfcSettings
-from drivers.serial_port import SerialSettings
+from drivers.keyboard import KeyboardScanner, Node, select_nodes
+from drivers.settings import HidPosSettings, KeyboardSettings, NfcSettings, SerialSettings
 
 
 def _usb_matches(found: Found, vendor: int | None, product: int | None) -> bool:

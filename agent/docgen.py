@@ -237,10 +237,7 @@ def config_sections() -> dict[str, str]:
         PunchhSettings,
         SandboxSettings,
     )
-    from drivers.hidpos import HidPosSettings
-    from drivers.keyboard import KeyboardSettings
-    from drivers.nfc_reader import NfcSettings
-    from drivers.serial_port import SerialSettings
+    from drivers.settings import HidPosSettings, KeyboardSettings, NfcSettings, SerialSettings
 
     tables: list[tuple[str, type[BaseModel]]] = [
         ("[lane]", LaneSettings),

@@ -36,6 +36,8 @@ class FlowSpec:
     """`module:Class`, built as `Class(provider, FlowContext)` (agent/flows/base.py)."""
     interface: str
     """`module:Protocol` its provider implements."""
+    tenders: bool = False
+    """Its money steps are tenders of the order, taken and given back with the `gift.*` ops."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,14 @@ FLOWS: tuple[FlowSpec, ...] = (
         "gift vouchers: validate, redeem an amount or items, reverse",
         "agent.flows.gift:GiftFlow",
         "agent.providers.base:GiftProvider",
+        tenders=True,
     ),
     FlowSpec(
         "card",
         "gift card payments: balance, pay (partial) for the order, reverse",
         "agent.flows.card:CardFlow",
         "agent.providers.cards:CardProvider",
+        tenders=True,
     ),
     FlowSpec(
         "coupons",
@@ -151,7 +155,7 @@ def provider_spec(name: str) -> ProviderSpec:
     return next(spec for spec in PROVIDERS if spec.name == name)
 
 
-def flow_spec(name: FlowName) -> FlowSpec:
+def flow_spec(name: str) -> FlowSpec:
     return next(spec for spec in FLOWS if spec.name == name)
 
 

@@ -33,11 +33,10 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import usb.core
 import usb.util
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from drivers.base import (
     DeviceState,
@@ -49,13 +48,13 @@ from drivers.base import (
     StatusChange,
 )
 from drivers.hidpos_report import (
-    HONEYWELL,
     LAYOUTS,
     DecodedScan,
     MalformedReport,
     ReportAssembler,
     is_barcode_scanner,
 )
+from drivers.settings import HidPosSettings
 
 POLL_INTERVAL = 0.5  # seconds between looks for an absent scanner
 READ_TIMEOUT_MS = 100  # how long a read blocks before the worker checks whether to stop
@@ -66,37 +65,6 @@ HID_DESCRIPTOR = 0x21
 REPORT_DESCRIPTOR_TYPE = 0x22
 # libusb's NO_DEVICE, IO and NOT_FOUND: what reads and claims fail with once a device is unplugged.
 GONE = {errno.ENODEV, errno.EIO, errno.ENOENT}
-
-
-def _usb_id(value: object) -> object:
-    """Vendor and product ids as TOML integers (`0x0c2e`) or hex strings (`"0c2e"`, as lsusb)."""
-    if isinstance(value, str):
-        try:
-            return int(value, 16)
-        except ValueError:
-            raise ValueError(f"not a hexadecimal USB id: {value!r}") from None
-    return value
-
-
-def _layout(name: str) -> str:
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown report layout {name!r}; known: {', '.join(LAYOUTS)}")
-    return name
-
-
-UsbId = Annotated[int, BeforeValidator(_usb_id), Field(ge=0, le=0xFFFF)]
-
-
-class HidPosSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["hidpos"]
-    vendor_id: UsbId | None = None
-    product_id: UsbId | None = None
-    serial: str | None = Field(None, description="USB serial number, to tell two scanners apart")
-    layout: Annotated[str, AfterValidator(_layout)] = Field(
-        HONEYWELL.name, description="input report layout (drivers/hidpos_report.py LAYOUTS)"
-    )
 
 
 @dataclass(frozen=True, slots=True)

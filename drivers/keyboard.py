@@ -22,11 +22,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
 import evdev
 from evdev import ecodes
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.base import (
     DeviceState,
@@ -38,39 +36,10 @@ from drivers.base import (
     StatusChange,
 )
 from drivers.inotify import DirectoryWatch
-from drivers.wedge import Terminator, WedgeDecoder
+from drivers.settings import KeyboardSettings
+from drivers.wedge import WedgeDecoder
 
 INPUT_DIR = Path("/dev/input")
-USB_ID = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$"
-
-
-class KeyboardSettings(BaseModel):
-    """`[devices.NAME]` with `type = "evdev"`; give at least one of path, usb_id, name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["evdev"]
-    path: Path | None = Field(None, description="e.g. /dev/input/by-id/usb-Honeywell_...-event-kbd")
-    usb_id: Annotated[str, Field(pattern=USB_ID)] | None = Field(
-        None, description="vendor:product in hex, e.g. 0c2e:0b61"
-    )
-    name: str | None = Field(None, description="device name pattern, e.g. '*Barcode*'")
-    layout: str = Field("us", description="keyboard layout the scanner types in: us, gb, de, fr")
-    terminators: tuple[Terminator, ...] = (Terminator.ENTER, Terminator.KP_ENTER)
-    inter_key_timeout: float = Field(
-        0.1,
-        ge=0,
-        le=10,
-        description="seconds of silence that end a scan without terminator; 0: never",
-    )
-    grab: bool = Field(True, description="keep keystrokes from reaching the console")
-    numlock: bool = Field(True, description="NumLock state assumed for keypad digits")
-
-    @model_validator(mode="after")
-    def _selects_something(self) -> KeyboardSettings:
-        if self.path is None and self.usb_id is None and self.name is None:
-            raise ValueError("give path, usb_id or name to select the scanner")
-        return self
 
 
 @dataclass(frozen=True, slots=True)

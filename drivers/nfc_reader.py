@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ndef  # type: ignore[import-untyped]
 import nfc
@@ -40,7 +40,6 @@ import nfc.clf
 import nfc.clf.device
 import nfc.clf.transport
 import nfc.tag
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.base import (
     DeviceState,
@@ -53,6 +52,7 @@ from drivers.base import (
     TagRead,
     TagRemoved,
 )
+from drivers.settings import PATH_FORMS, NfcSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,43 +67,6 @@ STALE_AFTER = 10.0
 STOP_TIMEOUT = 5.0
 """How long closing `events()` waits for the worker thread to release the reader."""
 SYSFS_USB = Path("/sys/bus/usb/devices")
-PATH_FORMS = (
-    "usb, usb:<vendor>:<product>, usb:<bus>:<device>, tty:<port>:<driver>, "
-    "com:<port>:<driver> or udp:<host>:<port>"
-)
-
-Target = Literal["106A", "106B", "212F", "424F"]
-
-
-class NfcSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["nfc"]
-    path: str = Field(
-        "usb",
-        description="nfcpy device path: usb (first reader), usb:054c:06c1, usb:001:004, "
-        "tty:USB0:pn532, udp:localhost:54321 (nfcpy's simulator)",
-    )
-    targets: list[Target] = Field(
-        ["106A", "106B", "212F"],
-        min_length=1,
-        description="technologies to poll: 106A (NTAG, MIFARE, Type 4A), 106B, 212F/424F (FeliCa)",
-    )
-    debounce: float = Field(
-        1.0,
-        ge=0,
-        le=10,
-        description="seconds a tag must stay away before its removal is reported; the same tag "
-        "back sooner continues its presentation and is not read again",
-    )
-    beep: bool = Field(False, description="beep or flash the reader on a read, when it can")
-
-    @field_validator("path")
-    @classmethod
-    def _known_path(cls, value: str) -> str:
-        if value.split(":", 1)[0] not in ("usb", "tty", "com", "udp"):
-            raise ValueError(f"must be one of {PATH_FORMS}")
-        return value
 
 
 class NfcReaderError(OSError):

@@ -21,10 +21,8 @@ import stat
 import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Literal
 
 import serial
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from drivers.base import (
     DeviceState,
@@ -35,34 +33,15 @@ from drivers.base import (
     RawScan,
     StatusChange,
 )
-from drivers.framing import Framer, Framing
+from drivers.framing import Framer
 from drivers.inotify import DirectoryWatch
+from drivers.settings import SerialSettings
 
 READ_SIZE = 4096
 # A port that is there but does not open is retried on a change in its directory or after this.
 STALE_NODE_WAIT = 1.0
 ABSENT = {errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR}
 HELD = {errno.EBUSY, errno.EAGAIN}  # TIOCEXCL set by another program, or its flock
-
-
-def _stopbits(value: float) -> float:
-    # Literal[1, 1.5, 2] would say it better, but typing allows no float in a Literal.
-    if value not in (1, 1.5, 2):
-        raise ValueError("must be 1, 1.5 or 2")
-    return value
-
-
-class SerialSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["serial"]
-    port: str = Field(description="device path, preferably /dev/serial/by-id/...")
-    baudrate: int = Field(9600, gt=0)
-    bytesize: Literal[5, 6, 7, 8] = 8
-    parity: Literal["N", "E", "O", "M", "S"] = "N"
-    stopbits: Annotated[float, AfterValidator(_stopbits)] = 1
-    framing: Framing = Field(Framing.ANY_EOL, description="how the scanner ends each scan")
-    symbology: str | None = Field(None, description="symbology of scans without an AIM prefix")
 
 
 class _Absent(Exception):

@@ -12,11 +12,11 @@ scan) they type the accent and then that key, so no keystroke is lost or turned 
 
 from __future__ import annotations
 
-import enum
 import unicodedata
 from collections.abc import Iterable
 
 from drivers.keymap import DEAD_KEYS, LAYOUTS, Mod
+from drivers.settings import Terminator
 
 KEY_LEFTCTRL = 29
 KEY_LEFTSHIFT = 42
@@ -33,12 +33,6 @@ DOWN, UP = 1, 0
 
 # Alt and Meta select no level on these layouts (nor does Right Alt on `us`): silent, not unknown.
 _SILENT = frozenset({KEY_LEFTALT, KEY_RIGHTALT, KEY_LEFTMETA, KEY_RIGHTMETA})
-
-
-class Terminator(enum.StrEnum):
-    ENTER = "enter"
-    KP_ENTER = "kp_enter"
-    TAB = "tab"
 
 
 _TERMINATOR_KEYS = {Terminator.ENTER: 28, Terminator.KP_ENTER: 96, Terminator.TAB: 15}

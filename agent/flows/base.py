@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.config import Config
-from agent.contract import Event
+from agent.contract import (
+    Event,
+    GiftRedeemParams,
+    GiftReverseParams,
+    GiftValidateParams,
+    RedeemResult,
+    ReverseResult,
+    ValidateResult,
+)
 from agent.flows.orders import OrderFlow
 from agent.normalise import Token
 from agent.orders import OrderBook
 from agent.registry import FlowName
+from agent.tenders import Tender
 from agent.tokens import TokenVault
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -64,3 +73,18 @@ class LaneFlow(OrderFlow, Protocol):
     def handlers(self) -> dict[str, Handler]:
         """The request ops this flow answers (`coupon.authorize` ...)."""
         ...
+
+
+class TenderFlow(LaneFlow, Protocol):
+    """A flow whose money steps are tenders of the order (registry: `tenders=True`): the POS
+    takes and gives them back with `gift.validate`, `gift.redeem` and `gift.reverse`."""
+
+    def handles(self, token_id: str) -> bool:
+        """Whether the token's kind is routed to this flow."""
+        ...
+
+    async def validate(self, params: GiftValidateParams) -> ValidateResult: ...
+
+    async def redeem(self, params: GiftRedeemParams) -> RedeemResult: ...
+
+    async def reverse(self, params: GiftReverseParams, tender: Tender) -> ReverseResult: ...

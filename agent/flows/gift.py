@@ -77,8 +77,13 @@ class GiftFlow:
         self._reference = ctx.reference
         self._vault = ctx.vault
         self._emit = ctx.emit
+        self._kinds = ctx.kinds(FLOW)
         # The provider redeems at the location its settings name (the lane's store by default).
         self._location: str | None = None
+
+    def handles(self, token_id: str) -> bool:
+        entry = self._vault.get(token_id)
+        return entry is not None and entry.token.kind in self._kinds
 
     def handlers(self) -> dict[str, Handler]:
         """None of its own: the POS redeems with the gift ops, which the app dispatches by the

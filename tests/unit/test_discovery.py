@@ -6,7 +6,8 @@ from pathlib import Path
 
 from agent.diag import redact
 from drivers.inotify import DirectoryWatch
-from drivers.keyboard import KeyboardSettings, Node, physical_device, select_nodes
+from drivers.keyboard import Node, physical_device, select_nodes
+from drivers.settings import KeyboardSettings
 
 
 def nodes() -> list[Node]:

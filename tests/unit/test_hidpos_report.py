@@ -33,7 +33,7 @@ from drivers.base import (
     RawScan,
     StatusChange,
 )
-from drivers.hidpos import HidPosScanner, HidPosSettings, report_descriptor_length
+from drivers.hidpos import HidPosScanner, report_descriptor_length
 from drivers.hidpos_report import (
     HONEYWELL,
     REPORT_DESCRIPTOR,
@@ -43,6 +43,7 @@ from drivers.hidpos_report import (
     build_reports,
     is_barcode_scanner,
 )
+from drivers.settings import HidPosSettings
 from tests.fuzzing import fuzz_target
 
 KEYBOARD_DESCRIPTOR = bytes.fromhex(

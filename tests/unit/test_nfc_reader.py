@@ -31,7 +31,8 @@ from drivers.base import (
     TagRead,
     TagRemoved,
 )
-from drivers.nfc_reader import NfcReader, NfcReaderError, NfcSettings, UsbReader, usb_hint
+from drivers.nfc_reader import NfcReader, NfcReaderError, UsbReader, usb_hint
+from drivers.settings import NfcSettings
 from tests.nfc_tag_emulator import EmulatedTag
 
 ID = "nfc-1"

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from drivers.base import DeviceState, DriverEvent, DroppedInput, HealthLevel, RawScan, StatusChange
 from drivers.framing import Framing
-from drivers.serial_port import SerialScanner, SerialSettings
+from drivers.serial_port import SerialScanner
+from drivers.settings import SerialSettings
 
 Events = AsyncIterator[DriverEvent]
 CONNECTED = StatusChange("scanner", DeviceState.CONNECTED)

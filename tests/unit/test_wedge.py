@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.keymap import DEAD_KEYS, LAYOUTS, Mod
-from drivers.wedge import Terminator, WedgeDecoder
+from drivers.settings import Terminator
+from drivers.wedge import WedgeDecoder
 
 Event = tuple[int, int]
 GS = "\x1d"
