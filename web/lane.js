@@ -8,7 +8,13 @@ import { accountDue, accountToOrder, detectKSeries } from "./kseries.js";
 import { readSettings } from "./settings.js";
 
 const MAX_SCANS = 10;
-const ORDER_WORDS = { open: "open", paid: "paid", void: "voided", abandoned: "abandoned" };
+const ORDER_WORDS = {
+  open: "open",
+  paid: "paid",
+  void: "voided",
+  abandoned: "abandoned",
+  refunded: "refunded",
+};
 const TENDER_KINDS = { gift: "Gift voucher", card: "Gift card" };
 // A tender's state (docs/mqtt-api.md, "Tender") in words, and its colour.
 const TENDER_STATES = {
@@ -347,16 +353,21 @@ function cardPaid(data) {
   $("reverse-button").hidden = false;
 }
 
+/** A redemption or card payment given back: the answer to this page's `gift.reverse`, or the
+ *  `gift.reversed` / `card.reversed` event (any screen's reverse, a void, a refund). */
 function showReversal(result) {
+  let transactionId;
   if (result.card) {
     const { amount, balance_after: balance, currency: code, masked_number: number } = result.card;
+    transactionId = result.card.transaction_id;
     if (lane.gift?.kind === "card" && lane.gift.status.masked_number === number) {
       lane.gift.status = cardWithBalance(lane.gift.status, balance);
       renderGift();
     }
-    $("redeemed").textContent = `${formatMoney(amount, code)} given back to the card; balance ${formatMoney(balance, code)}.`;
+    $("redeemed").textContent = `${formatMoney(amount, code)} given back to card ${number}; balance ${formatMoney(balance, code)}.`;
   } else {
-    const { reversal } = result;
+    const { reversal, display } = result;
+    transactionId = reversal.transaction_id;
     if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
       lane.gift.status = reversal.gift;
       renderGift();
@@ -365,10 +376,13 @@ function showReversal(result) {
       reversal.quantity != null
         ? `${reversal.quantity} × ${reversal.gift.item_label}`
         : formatMoney(reversal.amount, reversal.gift.currency);
-    $("redeemed").textContent = `Reversed: ${back} back on the gift.`;
+    $("redeemed").textContent = `Reversed: ${back} back on ${display ? `gift ${display}` : "the gift"}.`;
   }
-  lane.lastTransaction = null;
-  $("reverse-button").hidden = true;
+  if (lane.lastTransaction === transactionId) {
+    // Only what "Reverse" would act on: a void giving back another tender leaves it offered.
+    lane.lastTransaction = null;
+    $("reverse-button").hidden = true;
+  }
 }
 
 $("reverse-button").addEventListener("click", async () => {
@@ -488,7 +502,7 @@ function stepLine(step) {
   return el("li", `${step.flow} ${step.step}: ${outcome}. ${step.detail}${error}`, step.ok ? "ok" : "bad");
 }
 
-/** order.committed, order.voided: the order's end and what each flow did. */
+/** order.committed, order.voided, order.refunded: the order's end and what each flow did. */
 function orderClosed(data) {
   const items = data.steps.map(stepLine);
   if (data.reason) {
@@ -496,6 +510,12 @@ function orderClosed(data) {
   }
   for (const flow of data.queued ?? []) {
     items.push(el("li", `${flow}: not done yet, retried in the background`, "warn"));
+  }
+  if (lane.order?.status === "open" && lane.order.order_id !== data.order.order_id) {
+    // An earlier order's refund while a sale is open: the open order stays on screen.
+    orderNote(`Order ${data.order.order_id} ${orderWord(data.order)}:`, "muted");
+    $("order-steps").append(...items);
+    return;
   }
   showOrder(data.order);
   $("order-steps").replaceChildren(...items);
@@ -804,10 +824,12 @@ const EVENTS = {
   "loyalty.invalid": invalid("Loyalty for"),
   "gift.redeemed": giftRedeemed,
   "gift.reversed": (data) => showReversal(data),
+  "card.reversed": (data) => showReversal({ card: data.reversal }),
   "card.paid": cardPaid,
   "order.updated": (data) => showOrder(data.order),
   "order.committed": orderClosed,
   "order.voided": orderClosed,
+  "order.refunded": orderClosed,
   "order.abandoned": ({ order }) =>
     orderNote(`Order ${order.order_id} was abandoned: a new order replaced it.`, "warn"),
   "outbox.delivered": ({ entry }) =>

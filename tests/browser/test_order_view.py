@@ -192,3 +192,36 @@ async def test_a_screen_opened_while_the_agent_is_down_shows_the_order_once_it_i
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the page is {width} px wide on a 360 px screen"
     await screenshot(page, "order-agent-back-small-screen")
+
+
+async def test_a_refunded_order_shows_refunded_and_its_voucher_given_back(
+    lane_agents: AgentFactory, open_page: PageOpener, probe_factory: ProbeFactory
+) -> None:
+    probe = await probe_factory(BASE)
+    page = await open_page(lane_agents(""))  # the sandbox ledger
+    gift = await voucher(probe, MONETARY)
+    await expect(page.locator("#gift-display")).to_have_text("••••••••0001")
+    ok(await probe.request("order.update", order("F1", 3000)))
+    ok(await probe.request("gift.redeem", {"token_id": gift, "amount": 3000}))
+    await expect(page.locator("#redeemed")).to_have_text("Redeemed $30.00; balance $20.00.")
+    status = page.locator("#order-status")
+    due = page.locator("#order-due")
+    await expect(due).to_have_text("Paid $30.00; nothing left to pay.")
+    await page.get_by_role("button", name="Order paid").click()
+    await expect(status).to_have_text("Order F1: $30.00, 1 line, paid")
+    await expect(due).to_have_text("Taken on this lane: $30.00.")
+
+    ok(await probe.request("order.refund", {"order_id": "F1"}))  # from the back office
+    await expect(status).to_have_text("Order F1: $30.00, 1 line, refunded")
+    steps = page.locator("#order-steps")
+    await expect(steps).to_contain_text("refund of the whole order")
+    await expect(steps).to_contain_text("gift reverse: done. voucher ••••••••0001")
+    await tender_cells(page).to_have_text(["Gift voucher ••••••••0001", "$30.00", "given back"])
+    await expect(due).to_have_text("Every payment given back.")
+    await expect(page.locator("#redeemed")).to_have_text(
+        "Reversed: $30.00 back on gift ••••••••0001."
+    )
+    await expect(page.locator("#gift-value")).to_have_text("$50.00")
+    await expect(page.get_by_role("button", name="Void order")).to_be_disabled()
+    assert await balance(probe, gift) == 5000
+    await screenshot(page, "order-refunded")
