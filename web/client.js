@@ -9,6 +9,10 @@ export const ANSWER_TIMEOUT_MS = 30000;
 // Events and scans are QoS 1: the same event_id may arrive twice.
 const REMEMBERED_EVENTS = 500;
 
+function noAnswer(requestId, message) {
+  return { request_id: requestId, status: "error", error: { code: "no_answer", message } };
+}
+
 function randomId() {
   // getRandomValues works outside secure contexts too (a display opened over plain http).
   const bytes = crypto.getRandomValues(new Uint8Array(8));
@@ -20,7 +24,7 @@ export class LaneClient {
     this.settings = settings;
     this.connect = connect;
     this.handlers = new Map();
-    this.pending = new Map(); // request_id → {resolve, timer, key}
+    this.pending = new Map(); // request_id → {promise, resolve, timer, key}; key null: a read
     this.unanswered = new Map(); // op + params → request_id of a request that got no answer
     this.seen = new Set();
     this.screen = `display-${randomId()}`;
@@ -28,7 +32,7 @@ export class LaneClient {
     this.mqtt = null;
   }
 
-  /** on("state" | "device" | "scan" | "event" | "connection", handler) */
+  /** on("state" | "device" | "scan" | "event" | "connection" | "subscribed", handler) */
   on(type, handler) {
     this.handlers.set(type, [...(this.handlers.get(type) ?? []), handler]);
   }
@@ -57,11 +61,16 @@ export class LaneClient {
       this.mqtt.subscribe(topics, { qos: 1 }, (error) => {
         if (error) {
           this.emit("connection", "error", `subscribe refused: ${error.message}`);
+        } else {
+          this.emit("subscribed"); // answers can reach the page now: requests may go out
         }
       });
     });
     this.mqtt.on("reconnect", () => this.emit("connection", "connecting", ""));
-    this.mqtt.on("close", () => this.emit("connection", "disconnected", ""));
+    this.mqtt.on("close", () => {
+      this.dropReads("The connection to the broker dropped before the answer came.");
+      this.emit("connection", "disconnected", "");
+    });
     this.mqtt.on("error", (error) => this.emit("connection", "error", error.message));
     this.mqtt.on("message", (topic, payload) => this.route(topic, payload));
   }
@@ -120,26 +129,57 @@ export class LaneClient {
    */
   request(op, params = {}) {
     const key = `${op} ${JSON.stringify(params)}`;
-    const requestId = this.unanswered.get(key) ?? `${this.screen}-${++this.counter}`;
+    const requestId = this.unanswered.get(key) ?? this.nextId();
     const waiting = this.pending.get(requestId);
     if (waiting) {
       return waiting.promise; // a double press: one request, one answer
     }
     this.unanswered.set(key, requestId);
+    return this.publish(op, params, requestId, key);
+  }
+
+  /**
+   * A read-only request (`order.get`): resolves like request(), but always under a new
+   * request_id, since the agent keeps each answer under its id and an old one is an old state;
+   * and it is given up (`no_answer`) when the connection drops or on dropReads(), since its
+   * answer cannot come any more: the caller reads again once it can.
+   */
+  read(op, params = {}) {
+    const requestId = this.nextId();
+    if (!this.mqtt?.connected) {
+      return Promise.resolve(noAnswer(requestId, "Not connected to the broker."));
+    }
+    return this.publish(op, params, requestId, null);
+  }
+
+  /** Give up the reads waiting for an answer: the agent that would give it went away. */
+  dropReads(message) {
+    for (const [requestId, waiting] of this.pending) {
+      if (waiting.key === null) {
+        clearTimeout(waiting.timer);
+        this.pending.delete(requestId);
+        waiting.resolve(noAnswer(requestId, message));
+      }
+    }
+  }
+
+  nextId() {
+    return `${this.screen}-${++this.counter}`;
+  }
+
+  publish(op, params, requestId, key) {
     let resolve;
     const promise = new Promise((done) => {
       resolve = done;
     });
     const timer = setTimeout(() => {
       this.pending.delete(requestId);
-      resolve({
-        request_id: requestId,
-        status: "error",
-        error: {
-          code: "no_answer",
-          message: `Nothing came back within ${ANSWER_TIMEOUT_MS / 1000} s. Check the lane's status; sending the same request again is safe.`,
-        },
-      });
+      resolve(
+        noAnswer(
+          requestId,
+          `Nothing came back within ${ANSWER_TIMEOUT_MS / 1000} s. Check the lane's status; sending the same request again is safe.`,
+        ),
+      );
     }, ANSWER_TIMEOUT_MS);
     this.pending.set(requestId, { promise, resolve, timer, key });
     const body = JSON.stringify({ request_id: requestId, ...params });

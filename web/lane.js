@@ -8,7 +8,22 @@ import { accountDue, accountToOrder, detectKSeries } from "./kseries.js";
 import { readSettings } from "./settings.js";
 
 const MAX_SCANS = 10;
-const ORDER_WORDS = { open: "open", paid: "paid", void: "voided", abandoned: "abandoned" };
+const ORDER_WORDS = {
+  open: "open",
+  paid: "paid",
+  void: "voided",
+  abandoned: "abandoned",
+  refunded: "refunded",
+};
+const TENDER_KINDS = { gift: "Gift voucher", card: "Gift card" };
+// A tender's state (docs/mqtt-api.md, "Tender") in words, and its colour.
+const TENDER_STATES = {
+  pending: ["outcome not known yet", "warn"],
+  taken: ["taken", "ok"],
+  refunding: ["being given back", "warn"],
+  reversed: ["given back", "muted"],
+  failed: ["refused, nothing taken", "bad"],
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,8 +42,9 @@ const pos = detectKSeries(window);
 
 const lane = {
   gift: null, // {kind: "gift" | "card", token_id, display, provider, status: GiftStatus | CardBalance}
-  order: null, // OrderInfo of the last order seen
-  paidByCard: 0, // card payments on that order
+  order: null, // OrderInfo of the order on screen: the open one, or the last one that closed
+  view: null, // OrderView of that order, the agent's last answer to order.get
+  paid: 0, // what its tenders hold (vouchers and card payments)
   due: null, // what is left to pay on it, when known
   lastTransaction: null, // the last redemption or card payment, for "Reverse"
   offer: null, // gift.redeem params of the partial redemption offered
@@ -328,7 +344,7 @@ function cardPaid(data) {
     renderGift();
   }
   if (lane.order?.order_id === data.order_id) {
-    lane.paidByCard = lane.order.total - remaining;
+    lane.paid = lane.order.total - remaining;
   }
   lane.due = remaining;
   lane.lastTransaction = redemption.transaction_id;
@@ -337,16 +353,21 @@ function cardPaid(data) {
   $("reverse-button").hidden = false;
 }
 
+/** A redemption or card payment given back: the answer to this page's `gift.reverse`, or the
+ *  `gift.reversed` / `card.reversed` event (any screen's reverse, a void, a refund). */
 function showReversal(result) {
+  let transactionId;
   if (result.card) {
     const { amount, balance_after: balance, currency: code, masked_number: number } = result.card;
+    transactionId = result.card.transaction_id;
     if (lane.gift?.kind === "card" && lane.gift.status.masked_number === number) {
       lane.gift.status = cardWithBalance(lane.gift.status, balance);
       renderGift();
     }
-    $("redeemed").textContent = `${formatMoney(amount, code)} given back to the card; balance ${formatMoney(balance, code)}.`;
+    $("redeemed").textContent = `${formatMoney(amount, code)} given back to card ${number}; balance ${formatMoney(balance, code)}.`;
   } else {
-    const { reversal } = result;
+    const { reversal, display } = result;
+    transactionId = reversal.transaction_id;
     if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
       lane.gift.status = reversal.gift;
       renderGift();
@@ -355,10 +376,13 @@ function showReversal(result) {
       reversal.quantity != null
         ? `${reversal.quantity} × ${reversal.gift.item_label}`
         : formatMoney(reversal.amount, reversal.gift.currency);
-    $("redeemed").textContent = `Reversed: ${back} back on the gift.`;
+    $("redeemed").textContent = `Reversed: ${back} back on ${display ? `gift ${display}` : "the gift"}.`;
   }
-  lane.lastTransaction = null;
-  $("reverse-button").hidden = true;
+  if (lane.lastTransaction === transactionId) {
+    // Only what "Reverse" would act on: a void giving back another tender leaves it offered.
+    lane.lastTransaction = null;
+    $("reverse-button").hidden = true;
+  }
 }
 
 $("reverse-button").addEventListener("click", async () => {
@@ -372,18 +396,104 @@ $("reverse-button").addEventListener("click", async () => {
 
 // ---- the order ----------------------------------------------------------------------------------
 
-function showOrder(order) {
+const orderWord = (order) => ORDER_WORDS[order.status] ?? order.status;
+
+/** Put `order` (an OrderInfo) on screen; another order id starts its panel afresh. */
+function followOrder(order) {
   if (order.order_id !== lane.order?.order_id) {
-    lane.paidByCard = 0;
+    lane.paid = 0;
+    lane.view = null;
     $("order-steps").replaceChildren();
+    renderView();
   }
   lane.order = order;
-  lane.due = order.status === "open" ? order.total - lane.paidByCard : null;
   const lines = `${order.lines} line${order.lines === 1 ? "" : "s"}`;
   $("order-status").textContent =
-    `Order ${order.order_id}: ${formatMoney(order.total, order.currency)}, ${lines}, ${ORDER_WORDS[order.status] ?? order.status}`;
+    `Order ${order.order_id}: ${formatMoney(order.total, order.currency)}, ${lines}, ${orderWord(order)}`;
   $("paid-button").disabled = order.status !== "open";
   $("void-button").disabled = !["open", "abandoned"].includes(order.status);
+}
+
+/** An order event's OrderInfo; the order.get it leads to brings the lines and tenders. */
+function showOrder(order) {
+  followOrder(order);
+  lane.due = order.status === "open" ? Math.max(order.total - lane.paid, 0) : null;
+}
+
+function clearOrder() {
+  lane.order = null;
+  lane.view = null;
+  lane.paid = 0;
+  lane.due = null;
+  $("order-status").textContent = "No open order";
+  $("order-steps").replaceChildren();
+  $("paid-button").disabled = true;
+  $("void-button").disabled = true;
+  renderView();
+}
+
+/** The agent's answer to order.get (an OrderView): the whole order panel. */
+function showView(view) {
+  followOrder(view.order);
+  lane.view = view;
+  lane.paid = view.paid;
+  // In a K-Series POS what is left to pay is the POS's (other tenders, cash), read before each
+  // scan and payment; on its own the page has only the agent's word for it.
+  if (!pos || view.order.status !== "open") {
+    lane.due = view.order.status === "open" ? view.left_to_pay : null;
+  }
+  renderView();
+}
+
+function dueText(view) {
+  const { order, paid, left_to_pay: left, tenders } = view;
+  const money = (minor) => formatMoney(minor, order.currency);
+  if (order.status === "open") {
+    return [`Paid ${money(paid)}; ${left > 0 ? `left to pay ${money(left)}` : "nothing left to pay"}.`, ""];
+  }
+  if (!tenders.length) {
+    return ["", ""];
+  }
+  if (order.status === "paid") {
+    return [`Taken on this lane: ${money(paid)}.`, ""];
+  }
+  return paid > 0 ? [`${money(paid)} not given back yet.`, "bad"] : ["Every payment given back.", "ok"];
+}
+
+function tenderRow(tender, code) {
+  const row = el("tr");
+  const what = el("td", `${TENDER_KINDS[tender.flow] ?? tender.flow} `);
+  what.append(el("span", tender.display, "code"));
+  const amount =
+    tender.amount != null
+      ? formatMoney(tender.amount, tender.currency ?? code)
+      : `${tender.quantity ?? 0} item${tender.quantity === 1 ? "" : "s"}`;
+  const [words, tone] = TENDER_STATES[tender.state] ?? [tender.state, ""];
+  row.append(what, el("td", amount), el("td", words, tone));
+  return row;
+}
+
+/** The lines, tenders and what is left to pay of `lane.view`; hidden while none is known. */
+function renderView() {
+  const { view } = lane;
+  $("order-items").hidden = !view;
+  $("order-tenders").hidden = !view?.tenders.length;
+  const [due, tone] = view ? dueText(view) : ["", ""];
+  $("order-due").textContent = due;
+  $("order-due").className = tone;
+  if (!view) {
+    return;
+  }
+  const code = view.order.currency;
+  const lines = view.lines.map((line) => {
+    const row = el("tr");
+    row.append(el("td", line.name), el("td", String(line.quantity)), el("td", formatMoney(line.amount, code)));
+    return row;
+  });
+  $("order-items").tBodies[0].replaceChildren(...lines);
+  $("order-view-tax").textContent = formatMoney(view.tax, code);
+  $("order-view-total").textContent = formatMoney(view.order.total, code);
+  $("order-tenders").tBodies[0].replaceChildren(...view.tenders.map((t) => tenderRow(t, code)));
 }
 
 function stepLine(step) {
@@ -392,8 +502,8 @@ function stepLine(step) {
   return el("li", `${step.flow} ${step.step}: ${outcome}. ${step.detail}${error}`, step.ok ? "ok" : "bad");
 }
 
+/** order.committed, order.voided, order.refunded: the order's end and what each flow did. */
 function orderClosed(data) {
-  showOrder(data.order);
   const items = data.steps.map(stepLine);
   if (data.reason) {
     items.unshift(el("li", data.reason, "muted"));
@@ -401,6 +511,13 @@ function orderClosed(data) {
   for (const flow of data.queued ?? []) {
     items.push(el("li", `${flow}: not done yet, retried in the background`, "warn"));
   }
+  if (lane.order?.status === "open" && lane.order.order_id !== data.order.order_id) {
+    // An earlier order's refund while a sale is open: the open order stays on screen.
+    orderNote(`Order ${data.order.order_id} ${orderWord(data.order)}:`, "muted");
+    $("order-steps").append(...items);
+    return;
+  }
+  showOrder(data.order);
   $("order-steps").replaceChildren(...items);
 }
 
@@ -457,6 +574,92 @@ async function closeOrder(op, context) {
 
 $("paid-button").addEventListener("click", () => closeOrder("order.paid", "Order paid"));
 $("void-button").addEventListener("click", () => closeOrder("order.void", "Void order"));
+
+// ---- the order as the agent holds it (order.get) -----------------------------------------------
+
+// Events are not kept for a screen that was away: one that (re)connects, or whose agent comes
+// back online, asks for the open order ("open"); after each event that moves an order or its
+// money it asks again for the order on screen ("followed"). One read at a time: whatever is
+// asked meanwhile is read once after it, so the last answer shown is the newest.
+let reading = false;
+let wanted = null; // null | "followed" | "open"
+
+function readOrder(which) {
+  wanted = wanted === "open" ? "open" : which;
+  if (!reading) {
+    drainReads();
+  }
+}
+
+async function drainReads() {
+  reading = true;
+  try {
+    // Not while the broker or the agent is away: the read when both are back is "open".
+    while (wanted && linkReady()) {
+      const which = wanted;
+      wanted = null;
+      const params = which === "followed" && lane.order ? { order_id: lane.order.order_id } : {};
+      orderRead(params, await client.read("order.get", params));
+    }
+  } finally {
+    reading = false;
+  }
+}
+
+function orderRead(params, answer) {
+  const asked = params.order_id;
+  if (asked && asked !== lane.order?.order_id) {
+    return; // another order came on screen meanwhile; it is read after this
+  }
+  if (answer.status === "ok") {
+    showView(answer.data);
+    return;
+  }
+  const { code } = answer.error;
+  if (code === "not_found") {
+    if (!asked && lane.order?.status === "open") {
+      readOrder("followed"); // it closed while this screen was away: show how it ended
+    } else if (!asked && !lane.order) {
+      clearOrder();
+    } else if (asked && lane.order.status === "open") {
+      clearOrder(); // the agent no longer knows it: it is not open any more
+    } else if (asked) {
+      lane.view = null; // a closed order the agent no longer keeps: its events said enough
+      renderView();
+    }
+  } else if (code === "no_answer" && !linkReady()) {
+    // Given up as the broker or the agent went away: read again when both are back.
+  } else if (code !== "unknown_op") {
+    // unknown_op: an agent from before order.get; the page follows the events alone.
+    showError(answer.error, "Reading the order");
+  }
+}
+
+// The read needs both: answers subscribed to, and an agent online to give them.
+const link = { subscribed: false, agentOnline: false };
+const linkReady = () => link.subscribed && link.agentOnline;
+
+function linkChanged(change) {
+  const ready = linkReady();
+  Object.assign(link, change);
+  if (!ready && linkReady()) {
+    readOrder("open");
+  }
+}
+
+client.on("subscribed", () => linkChanged({ subscribed: true }));
+client.on("connection", (state) => {
+  if (state === "connecting" || state === "disconnected") {
+    linkChanged({ subscribed: false, agentOnline: false }); // the agent's state comes again
+  }
+});
+client.on("state", (agent) => {
+  const online = agent.state === "online";
+  linkChanged({ agentOnline: online });
+  if (!online) {
+    client.dropReads("The lane agent went offline before the answer came.");
+  }
+});
 
 // ---- coupons (PETZ) -----------------------------------------------------------------------------
 
@@ -621,10 +824,12 @@ const EVENTS = {
   "loyalty.invalid": invalid("Loyalty for"),
   "gift.redeemed": giftRedeemed,
   "gift.reversed": (data) => showReversal(data),
+  "card.reversed": (data) => showReversal({ card: data.reversal }),
   "card.paid": cardPaid,
   "order.updated": (data) => showOrder(data.order),
   "order.committed": orderClosed,
   "order.voided": orderClosed,
+  "order.refunded": orderClosed,
   "order.abandoned": ({ order }) =>
     orderNote(`Order ${order.order_id} was abandoned: a new order replaced it.`, "warn"),
   "outbox.delivered": ({ entry }) =>
@@ -641,7 +846,25 @@ const EVENTS = {
   "loyalty.receipt": showReceipt,
 };
 
-client.on("event", (event) => EVENTS[event.type]?.(event.data));
+// Events after which the order on screen may have other lines, tenders or state.
+const ORDER_EVENTS = new Set([
+  "gift.redeemed",
+  "gift.reversed",
+  "card.paid",
+  "card.reversed",
+  "order.updated",
+  "order.committed",
+  "order.voided",
+  "order.refunded",
+  "outbox.delivered",
+]);
+
+client.on("event", (event) => {
+  EVENTS[event.type]?.(event.data);
+  if (ORDER_EVENTS.has(event.type)) {
+    readOrder("followed");
+  }
+});
 
 // ---- K-Series web extension ---------------------------------------------------------------------
 

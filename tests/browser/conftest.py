@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
 
 from agent.display import page_problem, page_url, serve_page
 from tests.conftest import REPO, WAIT, AgentProcess, Broker, free_port
@@ -78,18 +78,22 @@ async def browser() -> AsyncIterator[Browser]:
 async def open_page(
     browser: Browser, broker: Broker, page_server: str
 ) -> AsyncIterator[PageOpener]:
-    """`await open_page(agent)`: start the agent and open the display page on its lane, once the
-    page shows the agent online. A script error on any page fails the test."""
+    """`await open_page(agent)`: start the agent (unless it runs already) and open the display
+    page on its lane, once the page shows the agent online. `open_page(None)`: open the page
+    with no agent started, once it is connected to the broker. `before_load(page)` runs before
+    the page is loaded (to route its websocket). A script error on any page fails the test."""
     errors: list[str] = []
 
     async def open_(
-        agent: AgentProcess,
+        agent: AgentProcess | None,
         *,
         width: int = 1100,
         height: int = 900,
         init_script: Path | None = None,
+        before_load: Callable[[Page], Awaitable[None]] | None = None,
     ) -> Page:
-        agent.start()
+        if agent is not None and agent.process is None:
+            agent.start()
         context = await browser.new_context(
             locale="en-US", viewport={"width": width, "height": height}
         )
@@ -97,13 +101,65 @@ async def open_page(
         page.on("pageerror", lambda error: errors.append(str(error)))
         if init_script is not None:
             await page.add_init_script(path=init_script)
+        if before_load is not None:
+            await before_load(page)
         ws = f"ws://127.0.0.1:{broker.ws_port}/"
         await page.goto(page_url(page_server, ws=ws, base=BASE))
-        await expect(page.locator("#agent-state")).to_have_text(re.compile(r"^Agent: online"))
+        if agent is None:
+            await expect(page.locator("#connection")).to_have_text("Broker: connected")
+        else:
+            await expect(page.locator("#agent-state")).to_have_text(re.compile(r"^Agent: online"))
         return page
 
     yield open_
     assert errors == [], f"script errors on the page: {errors}"
+
+
+class Cable:
+    """The page's websocket to the broker, routed through playwright: `cut()` drops it and turns
+    the page's reconnects away, `mend()` lets the next one through. The broker and the agent
+    stay up, so what they publish meanwhile never reaches the page. `cut_at(topic)` cuts it
+    when the broker next sends the page a message on `topic`, which is lost with it."""
+
+    def __init__(self) -> None:
+        self.cut_off = False
+        self.open: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.trip: bytes | None = None
+        self.lost: list[bytes] = []
+
+    async def attach(self, page: Page) -> None:
+        await page.route_web_socket(re.compile(r"^wss?://"), self._route)
+
+    def cut_at(self, topic: str) -> None:
+        self.trip = topic.encode()
+
+    async def _route(self, page_side: WebSocketRoute) -> None:
+        if self.cut_off:
+            await page_side.close(code=1001, reason="cable cut")
+            return
+        broker_side = page_side.connect_to_server()
+
+        async def from_broker(message: str | bytes) -> None:
+            data = message.encode() if isinstance(message, str) else message
+            if self.trip is not None and self.trip in data:
+                self.trip = None
+                self.lost.append(data)
+                await self.cut()
+                return
+            page_side.send(message)
+
+        broker_side.on_message(from_broker)
+        self.open.append((page_side, broker_side))
+
+    async def cut(self) -> None:
+        self.cut_off = True
+        for page_side, broker_side in self.open:
+            await page_side.close(code=1001, reason="cable cut")
+            await broker_side.close()
+        self.open.clear()
+
+    def mend(self) -> None:
+        self.cut_off = False
 
 
 async def screenshot(page: Page, name: str) -> Path:
