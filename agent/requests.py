@@ -278,7 +278,9 @@ class RequestRouter:
         self._inflight[request_id] = (first, future)
         try:
             answer = await self._run(op, params)
-            if answer.error is None or answer.error.code not in _NOT_KEPT:
+            if not OPS[op].reads_only and (
+                answer.error is None or answer.error.code not in _NOT_KEPT
+            ):
                 self._keep(request_id, first, answer)
             future.set_result(answer)
             return answer

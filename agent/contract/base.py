@@ -76,3 +76,6 @@ class OpSpec:
     """The codes this op can answer besides `EVERY_OP_ERRORS`: from its own checks, and from the
     answers of the provider calls it makes (docs/providers/*.md map them). Required, so a new op
     states them."""
+    reads_only: bool = False
+    """It changes nothing anywhere: its answer is not kept for repeats (a screen reading the
+    order on every event would otherwise write to the lane's disk each time)."""

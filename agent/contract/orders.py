@@ -170,5 +170,6 @@ OPS: dict[str, OpSpec] = {
         OrderView,
         "the open order (or a recent one): lines, tenders, what is left to pay, flow state",
         errors=(ErrorCode.NOT_FOUND,),
+        reads_only=True,
     ),
 }

@@ -204,7 +204,8 @@ class OrderDesk:
                 closed = self.book.close(order.order_id, OrderStatus.REFUNDED) if whole else order
                 self.outbox.add(order.order_id, flows, phase, hold=FIRST_ATTEMPT_HOLD)
             steps = await self._deliver(order.order_id)
-            what = "whole order" if whole else f"{len(chosen)} tenders"
+            named = f"{len(chosen)} tender" + ("" if len(chosen) == 1 else "s")
+            what = "whole order" if whole else named
             data = OrderClosedData(
                 order=info(closed),
                 steps=steps,

@@ -68,6 +68,18 @@ async def test_repeated_request_id_runs_once_and_returns_the_first_answer(tmp_pa
     assert first == second and first.status == "ok"
 
 
+async def test_an_op_that_only_reads_is_answered_afresh_and_never_kept(tmp_path: Path) -> None:
+    """`order.get` on every event from every screen must not write to the lane's disk."""
+    counter = Counter()
+    r = router(tmp_path, counter)
+    payload = body(request_id="read-1")
+    await r.handle("order.get", payload)
+    await r.handle("order.get", payload)
+    assert counter.calls == 2
+    store = ResponseStore(tmp_path / "requests.sqlite")
+    assert store.get("read-1") is None
+
+
 async def test_the_first_answer_survives_a_restart(tmp_path: Path) -> None:
     counter = Counter()
     payload = body(request_id="r1", token_id="t", amount=5)
