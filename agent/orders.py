@@ -14,14 +14,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from agent.errors import ErrorCode, LaneError
 from agent.tenders import TenderBook
 
 _S = TypeVar("_S", bound=BaseModel)
+
+MAX_MINOR = 10**12
+"""The largest amount the lane takes, in minor units (ten billion in a two-decimal currency):
+beyond it a number is a mistake, and SQLite's integers and providers' decimals stay far from
+overflowing."""
+
+Minor = Annotated[int, Strict(), Field(ge=-MAX_MINOR, le=MAX_MINOR)]
+"""An amount of money in minor units: a JSON integer, never `"100"`, `1.0` or `true`."""
+Count = Annotated[int, Strict(), Field(gt=0, le=100_000)]
+"""A number of items: a JSON integer."""
 
 
 class OrderStatus(enum.StrEnum):
@@ -37,8 +47,8 @@ class OrderLine(BaseModel):
 
     id: str = Field(min_length=1, max_length=64, description="the POS's line id, stable per line")
     name: str = Field(min_length=1, max_length=200)
-    quantity: int = Field(gt=0, description="whole units")
-    amount: int = Field(description="line total in minor units, after store promotions")
+    quantity: Count = Field(description="whole units")
+    amount: Minor = Field(description="line total in minor units, after store promotions")
     sku: str | None = Field(None, max_length=64, description="product code (UPC/EAN/SKU)")
 
 
@@ -49,9 +59,9 @@ class OrderSnapshot(BaseModel):
 
     order_id: str = Field(min_length=1, max_length=64)
     lines: list[OrderLine] = Field(default_factory=list, max_length=500)
-    subtotal: int = Field(ge=0, description="minor units, before tax")
-    tax: int = Field(0, ge=0)
-    total: int = Field(ge=0, description="minor units, including tax")
+    subtotal: Minor = Field(ge=0, description="minor units, before tax")
+    tax: Minor = Field(0, ge=0)
+    total: Minor = Field(ge=0, description="minor units, including tax")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
 from agent.errors import ErrorCode
+from agent.orders import Count, Minor
 from agent.providers.base import GiftStatus, Redemption, Reversal
 from agent.providers.cards import CardBalance, CardRedemption, CardReversal
 
@@ -98,8 +99,8 @@ class GiftRedeemParams(Request):
     order's total (tax included)."""
 
     token_id: str
-    amount: int | None = Field(None, gt=0, description="minor units, e.g. cents")
-    quantity: int | None = Field(None, gt=0)
+    amount: Minor | None = Field(None, gt=0, description="minor units, e.g. cents")
+    quantity: Count | None = None
 
     @model_validator(mode="after")
     def _at_most_one(self) -> GiftRedeemParams:

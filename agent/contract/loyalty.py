@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
 from agent.errors import ErrorCode
+from agent.orders import Minor
 from agent.providers.loyalty import Discount, Guest, RedemptionFailure
 
 LINE_PREFIX = "loyalty:"
@@ -56,7 +57,7 @@ class LoyaltySelection(_Payload):
     discount_id: str | None = Field(
         None, min_length=1, max_length=64, description="reward and redeemable: its id"
     )
-    discount_value: int | None = Field(
+    discount_value: Minor | None = Field(
         None, gt=0, description="discount_amount: the banked currency to use, minor units"
     )
     token_id: str | None = Field(

@@ -80,6 +80,27 @@ async def test_an_op_that_only_reads_is_answered_afresh_and_never_kept(tmp_path:
     assert store.get("read-1") is None
 
 
+@pytest.mark.parametrize("amount", ['"100"', "1.0", "true", "1e40", str(10**40), "-5"])
+async def test_money_is_a_json_integer_in_range(tmp_path: Path, amount: str) -> None:
+    """A string, a float, a boolean or an absurd number is no amount: refused, nothing run
+    (`true` redeemed one cent, and 1e40 was an internal error)."""
+    counter = Counter()
+    r = router(tmp_path, counter)
+    redeem = f'{{"request_id": "m-{len(amount)}", "token_id": "t", "amount": {amount}}}'.encode()
+    answer = await r.handle("gift.redeem", redeem)
+    assert answer.error is not None and answer.error.code is ErrorCode.INVALID_REQUEST
+    assert answer.error.message.startswith("amount:")
+    line = f'{{"id": "1", "name": "x", "quantity": 1, "amount": {amount}}}'
+    update = (
+        f'{{"request_id": "o-{len(amount)}", "order_id": "o", "lines": [{line}], "subtotal": 0, '
+        '"total": 0, "currency": "USD"}'
+    ).encode()
+    refused = await r.handle("order.update", update)
+    if amount != "-5":  # a negative line is a discount
+        assert refused.error is not None and refused.error.message.startswith("lines.0.amount:")
+    assert counter.calls == (1 if amount == "-5" else 0)
+
+
 async def test_the_first_answer_survives_a_restart(tmp_path: Path) -> None:
     counter = Counter()
     payload = body(request_id="r1", token_id="t", amount=5)
