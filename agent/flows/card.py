@@ -36,6 +36,7 @@ from agent.contract import (
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
+from agent.money import shown
 from agent.normalise import Token
 from agent.orders import Order
 from agent.providers.cards import CardProvider, CardRedemption, CardReversal
@@ -308,7 +309,8 @@ class CardFlow:
     ) -> list[StepOutcome]:
         steps = []
         for redemption in payments:
-            what = f"{redemption.amount} back onto card {redemption.masked_number}"
+            back = shown(redemption.amount, redemption.currency)
+            what = f"{back} back onto card {redemption.masked_number}"
             try:
                 reversal = await self.provider.reverse(
                     redemption.transaction_id,

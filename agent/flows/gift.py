@@ -37,6 +37,7 @@ from agent.errors import ErrorCode, LaneError, ProviderError
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.journal import IntentState, RedemptionJournal
+from agent.money import shown
 from agent.normalise import Kind, Token
 from agent.orders import Order
 from agent.providers.base import (
@@ -360,7 +361,11 @@ def _units(gift: GiftStatus) -> int:
 
 
 def _units_text(tender: Tender) -> str:
-    return f"{tender.quantity} items" if tender.amount is None else str(tender.amount)
+    return (
+        f"{tender.quantity} items"
+        if tender.amount is None
+        else shown(tender.amount, tender.currency)
+    )
 
 
 def _check_redeemable(gift: GiftStatus) -> None:

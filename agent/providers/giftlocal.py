@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ErrorCode, ProviderError
+from agent.money import exponent, to_decimal
 from agent.providers.base import (
     GiftRef,
     GiftStatus,
@@ -104,23 +105,7 @@ STATUS_CODES: Final[Mapping[int, ErrorCode]] = {
 """UNCERTAIN: statuses for an error body without a known `errorCode`; others: invalid_request
 (not_configured for a redirect)."""
 
-# ISO 4217 currencies whose minor unit is not a hundredth.
-_EXPONENTS: Final[Mapping[str, int]] = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"), 0),
-    **dict.fromkeys(("RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
 _KNOWN_GIFTS: Final = 4096  # gift kinds remembered between validate and redeem
-
-
-def exponent(currency: str) -> int:
-    """Digits after the decimal point in `currency`'s amounts (2 unless ISO 4217 says else)."""
-    return _EXPONENTS.get(currency.upper(), 2)
-
-
-def to_decimal(minor: int, currency: str) -> Decimal:
-    """Integer minor units as the currency's decimal amount: 1250 USD → 12.50."""
-    return Decimal(minor).scaleb(-exponent(currency))
 
 
 def to_minor(value: Decimal | int, currency: str) -> int:

@@ -21,12 +21,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent.errors import ErrorCode, ProviderError
+from agent.money import exponent, to_decimal
 from agent.providers.base import GiftProvider, GiftRef, GiftType, NotRedeemableReason
 from agent.providers.giftlocal import (
     GiftLocalProvider,
-    exponent,
     json_number,
-    to_decimal,
     to_minor,
 )
 from agent.providers.settings import GiftLocalSettings
