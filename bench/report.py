@@ -387,7 +387,7 @@ with other work (see the load averages above): expect noise of ±10 %, which the
   after 10 s. barcode-server only reads evdev devices, so its RSS after scans is the VM's
   loss-free figure, next to lane-agent's.
 - **5. Start-up and idle memory on the host**, against the issue's targets (a fifo-only lane:
-  idle RSS at most {TARGET_RSS_MIB:g} MiB, start to READY at most {TARGET_READY_S:g} s): four
+  idle RSS at most {TARGET_RSS_MIB:g} MiB, start to READY at most {TARGET_READY_S:.1f} s): four
   programs, {c.get("starts")} starts each, one at a time, round after round, after one untimed
   round (so these are restarts: bytecode compiled, files cached, stores created): lane-agent with
   a named pipe and the sandbox; lane-agent with every driver type (the pipe; an evdev keyboard, a
@@ -577,7 +577,7 @@ Ratio is lane-agent / peer; "even" means within {NOISE:.0%} either way.
 
 {summary(compared)}
 
-{startup_summary(host)}
+{startup_summary(host, meta)}
 
 ## Where lane-agent is behind, and why
 
@@ -669,7 +669,7 @@ def target_lines(startup: dict[str, Any]) -> list[TargetLine]:
     return out
 
 
-def startup_summary(host: dict[str, Any]) -> str:
+def startup_summary(host: dict[str, Any], meta: dict[str, Any]) -> str:
     """The issue's targets for the host lines, side by side with the minimal aiomqtt peer."""
     from bench.startup import FLOOR, MINIMAL
 
@@ -714,6 +714,11 @@ def startup_summary(host: dict[str, Any]) -> str:
         f"pydantic, as the minimal peer: {'–' if minimal_rss is None else num(minimal_rss.median)}"
         " MiB)."
     )
+    if get(meta, "versions", "lane-agent commit") != startup.get("commit"):
+        text += (
+            " These lines were measured apart from the rest of this file (`python -m bench host "
+            "--only startup`), on the commit named here."
+        )
     return text
 
 
