@@ -577,9 +577,7 @@ Ratio is lane-agent / peer; "even" means within {NOISE:.0%} either way.
 
 {summary(compared)}
 
-{startup_summary(host, meta)}
-
-## Where lane-agent is behind, and why
+{startup_summary(host, meta)}## Where lane-agent is behind, and why
 
 {why}
 
@@ -670,7 +668,8 @@ def target_lines(startup: dict[str, Any]) -> list[TargetLine]:
 
 
 def startup_summary(host: dict[str, Any], meta: dict[str, Any]) -> str:
-    """The issue's targets for the host lines, side by side with the minimal aiomqtt peer."""
+    """The issue's targets for the host lines, side by side with the minimal aiomqtt peer; with
+    the blank lines that end a section, or nothing when the run has no such lines."""
     from bench.startup import FLOOR, MINIMAL
 
     startup = host.get("startup")
@@ -719,7 +718,7 @@ def startup_summary(host: dict[str, Any], meta: dict[str, Any]) -> str:
             " These lines were measured apart from the rest of this file (`python -m bench host "
             "--only startup`), on the commit named here."
         )
-    return text
+    return text + "\n\n"
 
 
 def startup_behind(host: dict[str, Any]) -> tuple[list[str], list[str]]:
