@@ -103,6 +103,22 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def smaps_rss_kib(pid: int) -> dict[str, int]:
+    """A live process's resident memory by mapping, from /proc/PID/smaps, in KiB: "anonymous"
+    (the heap and every unnamed mapping: Python objects, native allocations, thread stacks) and
+    each mapped file by its name (the interpreter, shared libraries, extension modules)."""
+    by_name: dict[str, int] = {}
+    name = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            path = head[5].strip() if len(head) > 5 else ""
+            name = Path(path).name if path.startswith("/") else "anonymous"
+        elif head and head[0] == "Rss:":
+            by_name[name] = by_name.get(name, 0) + int(head[1])
+    return by_name
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (its own threads included), in seconds."""
     text = Path(f"/proc/{pid}/stat").read_text()

@@ -104,7 +104,42 @@ class Daemon:
 NO_RATE_LIMIT = "[scans]\nrate = 0\n"
 
 
-class LaneAgent(Daemon):
+class Notifying(Daemon):
+    """A program that says READY=1 on the sd_notify socket the bench gives it (NOTIFY_SOCKET)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.notify: NotifySocket | None = None
+
+    def start(self, cpu: int | None = None) -> None:
+        raise NotImplementedError
+
+    def _spawn_notifying(self, argv: list[str], cpu: int | None) -> None:
+        """A fresh socket for each start (bound before the fork, so no READY=1 is missed): a
+        READY left over from an earlier start never counts for this one."""
+        if self.notify is not None:
+            self.notify.close()
+        self.notify = NotifySocket(self.workdir / "notify.sock")
+        env = {"NOTIFY_SOCKET": str(self.notify.path), "PYTHONPATH": str(REPO)}
+        self._spawn(argv, env, cpu)
+
+    def wait_ready(self, timeout: float) -> int:
+        """Seconds-resolution-free: the monotonic_ns at which READY=1 arrived."""
+        assert self.notify is not None, f"{self.name} was not started"
+        try:
+            return self.notify.wait_ready(timeout)
+        except TimeoutError:
+            self.check_alive()
+            raise
+
+    def stop(self) -> None:
+        super().stop()
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
+
+
+class LaneAgent(Notifying):
     name = "lane-agent"
 
     def __init__(self, workdir: Path, broker_port: int, devices: str, lane: str = "l1") -> None:
@@ -117,24 +152,43 @@ class LaneAgent(Daemon):
             f'[state]\ndir = "{workdir / "state"}"\n'
             f"{NO_RATE_LIMIT}[providers.sandbox]\n{devices}"
         )
-        self.notify = NotifySocket(workdir / "notify.sock")
 
     def start(self, cpu: int | None = None) -> None:
         argv = [sys.executable, "-m", "agent", "run", "--config", str(self.config)]
-        env = {"NOTIFY_SOCKET": str(self.notify.path), "PYTHONPATH": str(REPO)}
-        self._spawn(argv, env, cpu)
+        self._spawn_notifying(argv, cpu)
 
-    def wait_ready(self, timeout: float) -> int:
-        """Seconds-resolution-free: the monotonic_ns at which READY=1 arrived."""
-        try:
-            return self.notify.wait_ready(timeout)
-        except TimeoutError:
-            self.check_alive()
-            raise
 
-    def stop(self) -> None:
-        super().stop()
-        self.notify.close()
+MINIMAL_TOPIC = "bench/minimal-peer"
+
+
+class MinimalPeer(Notifying):
+    """bench/minimal_peer.py: a named pipe to MQTT in about 40 lines of aiomqtt, under
+    lane-agent's interpreter and venv: the least any such daemon can cost."""
+
+    name = "minimal-peer"
+
+    def __init__(self, workdir: Path, broker_port: int, fifo: Path) -> None:
+        super().__init__(workdir)
+        self.argv = [
+            sys.executable,
+            str(REPO / "bench" / "minimal_peer.py"),
+            str(broker_port),
+            MINIMAL_TOPIC,
+            str(fifo),
+        ]
+
+    def start(self, cpu: int | None = None) -> None:
+        self._spawn_notifying(self.argv, cpu)
+
+
+class ImportFloor(Notifying):
+    """bench/import_floor.py: imports pydantic and aiomqtt, builds one model, says READY=1 and
+    sleeps; the memory every process using those two libraries pays."""
+
+    name = "import-floor"
+
+    def start(self, cpu: int | None = None) -> None:
+        self._spawn_notifying([sys.executable, str(REPO / "bench" / "import_floor.py")], cpu)
 
 
 def lane_scan_value(topic: str, payload: bytes) -> str | None:

@@ -289,6 +289,8 @@ def versions(meta: dict[str, Any]) -> str:
 
 
 def method(counts: dict[str, Any], quick: bool) -> str:
+    from bench.startup import SETTLE, TARGET_READY_S, TARGET_RSS_MIB
+
     c = counts
     scale = (
         "**This was a quick run (`--quick`): counts about ten times below the issue's; the "
@@ -307,7 +309,8 @@ def method(counts: dict[str, Any], quick: bool) -> str:
 `python3.13` when one is found, else barcode-server 2.4.1, the same code with an older
 `Requires-Python`; nfc2mqtt needs `paho-mqtt<2`), then runs `python -m bench all`:
 
-1. **On the host** (no device involved): workload 4 and the 100,000-scan soak of workload 5.
+1. **On the host** (no device involved): workload 4, and of workload 5 the 100,000-scan soak
+   and the start-up and idle-memory lines against the issue's targets.
 2. **In one VM boot** (`scripts/vm-test --bench`: the hardware tier's VM, with `uinput`):
    workloads 1, 2, 3 and the idle/start-up part of 5, every daemon against **one mosquitto**
    on 127.0.0.1 and the **same subscriber** (paho, MQTT v5, QoS 1 subscription, messages
@@ -383,6 +386,20 @@ with other work (see the load averages above): expect noise of ±10 %, which the
   (voucher-shaped codes the sandbox rejects as unknown, EAN-8s, URLs), RSS every tenth, and
   after 10 s. barcode-server only reads evdev devices, so its RSS after scans is the VM's
   loss-free figure, next to lane-agent's.
+- **5. Start-up and idle memory on the host**, against the issue's targets (a fifo-only lane:
+  idle RSS at most {TARGET_RSS_MIB:g} MiB, start to READY at most {TARGET_READY_S:.1f} s): four
+  programs, {c.get("starts")} starts each, one at a time, round after round, after one untimed
+  round (so these are restarts: bytecode compiled, files cached, stores created): lane-agent with
+  a named pipe and the sandbox; lane-agent with every driver type (the pipe; an evdev keyboard, a
+  serial and a HID-POS scanner at paths and USB ids that do not exist, whose drivers must be
+  waiting for them, checked from the device records; an NFC reader on nfcpy's UDP transport,
+  polling with no tag); bench/minimal_peer.py, about 40 lines of aiomqtt that publish each line
+  of a named pipe, a retained `online` once connected and READY=1, on the same interpreter; and
+  a process that only imports pydantic and aiomqtt and builds one model (the floor). In the
+  untimed round a line written to each pipe must come out on MQTT. Start to READY: fork to the
+  READY=1 datagram on the sd_notify socket the bench gives each one; idle RSS: VmRSS after
+  {SETTLE:g} s. Then the fifo lane's memory by mapping (/proc/PID/smaps) and step by step, in one
+  process, through what `lane-agent run` does (bench/rss_steps.py).
 """
 
 
@@ -508,6 +525,9 @@ def details(host: dict[str, Any], vm: dict[str, Any]) -> str:
         else:
             text += "."
     parts.append(text)
+    host_startup = startup_details(host)
+    if host_startup:
+        parts[-1] += "\n\n" + host_startup
     return "\n\n".join(parts)
 
 
@@ -536,8 +556,14 @@ def behind(compared: list[Line]) -> tuple[str, str]:
 def write_report(results: Path = RESULTS, output: Path = OUTPUT) -> None:
     meta, host, vm = load("meta", results), load("host", results), load("vm", results)
     counts = vm.get("counts") or host.get("counts") or {}
+    if get(host, "startup", "starts"):  # `host --only startup` may have run apart from the rest
+        counts = {**counts, "starts": host["startup"]["starts"]}
     compared = lines(host, vm)
     why, close = behind(compared)
+    why_host, close_host = startup_behind(host)
+    if why_host:  # after the peer bullets, or after the sentence that there are none
+        why += ("\n" if close else "\n\n") + "\n".join(why_host)
+    close = "\n".join(part for part in [close, *close_host] if part)
     missing = "" if vm else "\n**The VM part produced no results (see the run's output).**\n"
     text = f"""# Benchmarks
 
@@ -551,7 +577,7 @@ Ratio is lane-agent / peer; "even" means within {NOISE:.0%} either way.
 
 {summary(compared)}
 
-## Where lane-agent is behind, and why
+{startup_summary(host, meta)}## Where lane-agent is behind, and why
 
 {why}
 
@@ -575,3 +601,271 @@ Ratio is lane-agent / peer; "even" means within {NOISE:.0%} either way.
 {close or "Nothing to close on this run's numbers."}
 """
     output.write_text(text)
+
+
+# ------------------------------------------------------------- host start-up and idle memory
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+
+    def text(self, unit: str, digits: int) -> str:
+        return (
+            f"{num(self.median, digits)} {unit} ({num(self.low, digits)}–{num(self.high, digits)})"
+        )
+
+
+def spread_of(section: dict[str, Any], label: str, key: str, scale: float = 1.0) -> Spread | None:
+    found = get(section, label, key)
+    if not isinstance(found, dict):
+        return None
+    return Spread(found["median"] * scale, found["min"] * scale, found["max"] * scale)
+
+
+@dataclass(frozen=True)
+class TargetLine:
+    """One host start-up or memory line: lane-agent against the issue's target, beside the
+    minimal aiomqtt peer."""
+
+    key: str  # "ready" or "rss"
+    what: str
+    lane: Spread | None
+    minimal: Spread | None
+    target: float
+    unit: str
+    digits: int
+    binding: bool  # the issue sets this target for this lane (the fifo one)
+
+    @property
+    def target_text(self) -> str:
+        return f"{self.target:.{1 if self.unit == 's' else 0}f} {self.unit}"
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.lane is None else self.lane.median <= self.target
+
+
+def target_lines(startup: dict[str, Any]) -> list[TargetLine]:
+    from bench.startup import EVERY, FIFO, MINIMAL, TARGET_READY_S, TARGET_RSS_MIB
+
+    out = []
+    for key, what, field, scale, target, unit, digits in (
+        ("ready", "start → READY", "ready_s", 1.0, TARGET_READY_S, "s", 2),
+        ("rss", "idle RSS", "rss_idle_kib", 1 / 1024, TARGET_RSS_MIB, "MiB", 1),
+    ):
+        minimal = spread_of(startup, MINIMAL, field, scale)
+        for label, config in ((FIFO, "fifo only"), (EVERY, "every driver")):
+            out.append(
+                TargetLine(
+                    key, f"5. {what}, {config} (host)", spread_of(startup, label, field, scale),
+                    minimal, target, unit, digits, label == FIFO,
+                )
+            )  # fmt: skip
+    return out
+
+
+def startup_summary(host: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The issue's targets for the host lines, side by side with the minimal aiomqtt peer; with
+    the blank lines that end a section, or nothing when the run has no such lines."""
+    from bench.startup import FLOOR, MINIMAL
+
+    startup = host.get("startup")
+    if not startup:
+        return ""
+    heading = "### Host: start to READY and idle memory, against the issue's targets\n\n"
+    if "error" in startup:
+        return heading + error_of(startup)
+    rows = []
+    for line in target_lines(startup):
+        lane, minimal = line.lane, line.minimal
+        ratio = "–" if lane is None or not minimal else f"{lane.median / minimal.median:.2f}×"
+        target = f"≤ {line.target_text}"
+        if line.binding:
+            verdict = "–" if line.met is None else "met" if line.met else "**not met**"
+        else:
+            target += " (the fifo lane's; for reference)"
+            verdict = "–" if line.met is None else "within" if line.met else "over"
+        rows.append([
+            line.what, "–" if lane is None else lane.text(line.unit, line.digits),
+            "–" if minimal is None else minimal.text(line.unit, line.digits), ratio, target,
+            verdict,
+        ])  # fmt: skip
+    floor_rss = spread_of(startup, FLOOR, "rss_idle_kib", 1 / 1024)
+    floor_ready = spread_of(startup, FLOOR, "ready_s")
+    minimal_rss = spread_of(startup, MINIMAL, "rss_idle_kib", 1 / 1024)
+    load = startup.get("_loadavg") or [None, None]
+    text = heading + table(
+        ["line", "lane-agent", "minimal aiomqtt peer", "ratio (lane-agent / minimal)", "target",
+         "verdict"], rows)  # fmt: skip
+    text += (
+        f"\n\nMedian (lowest–highest) of {startup.get('starts')} starts each, one program at a "
+        f"time, on the host (no emulation), {startup.get('date')}, lane-agent commit "
+        f"{startup.get('commit')}, Python {startup.get('python')}, load average {load[0]} at "
+        f"the start, {load[1]} at the end. The minimal aiomqtt peer is bench/minimal_peer.py: "
+        "named pipe to MQTT, a retained `online`, READY=1 once connected, on lane-agent's "
+        "interpreter and venv, nothing else. The floor under lane-agent: a process that only "
+        f"imports pydantic and aiomqtt and builds one model is "
+        f"{'–' if floor_rss is None else floor_rss.text('MiB', 1)} idle, READY in "
+        f"{'–' if floor_ready is None else floor_ready.text('s', 2)} (aiomqtt without "
+        f"pydantic, as the minimal peer: {'–' if minimal_rss is None else num(minimal_rss.median)}"
+        " MiB)."
+    )
+    if get(meta, "versions", "lane-agent commit") != startup.get("commit"):
+        text += (
+            " These lines were measured apart from the rest of this file (`python -m bench host "
+            "--only startup`), on the commit named here."
+        )
+    return text + "\n\n"
+
+
+def startup_behind(host: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Why a binding target is not met, from the run's own numbers; and what would close it."""
+    from bench.startup import FLOOR, MINIMAL
+
+    startup = host.get("startup") or {}
+    if not startup or "error" in startup:
+        return [], []
+    why, close = [], []
+    floor = spread_of(startup, FLOOR, "rss_idle_kib", 1 / 1024)
+    steps = startup.get("rss_steps") or []
+    for line in target_lines(startup):
+        if not line.binding or line.met is not False or line.lane is None:
+            continue
+        over = line.lane.median - line.target
+        said = (
+            f"- **{line.what}**: {num(line.lane.median, line.digits)} {line.unit}, target "
+            f"{line.target_text} ({over:+.{line.digits}f} {line.unit}). "
+        )
+        if line.key == "rss" and floor is not None:
+            own = [(name, (kib - before) / 1024) for (name, kib, _), (_, before, _) in
+                   zip(steps[2:], steps[1:], strict=False)]  # fmt: skip
+            said += (
+                f"The floor is {num(floor.median)} MiB: any process that imports pydantic and "
+                f"aiomqtt and builds one model (aiomqtt alone, the minimal peer: "
+                f"{num(get(startup, MINIMAL, 'rss_idle_kib', 'median') / 1024)} MiB). That "
+                f"leaves {line.target - floor.median:.1f} MiB for lane-agent's own work; it "
+                f"uses {line.lane.median - floor.median:.1f}. Step by step in one process "
+                "(Results, 5, host): "
+                + "; ".join(f"{name.removeprefix('+ ')} {mib:+.1f} MiB" for name, mib in own)
+                + ". By mapping, against the minimal peer: "
+                + mapping_difference(startup)
+                + "."
+                + every_driver(startup)
+            )
+            largest = sorted(own, key=lambda step: -step[1])[:2]
+            close.append(
+                f"- {line.what.split(' ', 1)[1]}: {over:.1f} MiB to cut from lane-agent's own "
+                f"{line.lane.median - floor.median:.1f} MiB above the floor; the largest steps "
+                "are "
+                + " and ".join(
+                    f"{name.removeprefix('+ ')} ({mib:+.1f} MiB)" for name, mib in largest
+                )
+                + f". The floor itself ({num(floor.median)} MiB) is pydantic's and aiomqtt's."
+            )
+        elif line.key == "ready":
+            modules = steps[-1][2] if steps else None
+            said += (
+                f"lane-agent says READY once {num(modules)} modules are imported, its config "
+                "validated, its SQLite stores open and it is connected; the minimal peer only "
+                "imports aiomqtt and connects."
+            )
+            close.append(
+                f"- {line.what.split(' ', 1)[1]}: fewer modules imported before connecting "
+                "(the steps of the memory line are the same imports)."
+            )
+        why.append(said)
+    return why, close
+
+
+def every_driver(startup: dict[str, Any]) -> str:
+    """What configuring every driver type adds to the fifo lane (the issue sets no target)."""
+    from bench.startup import EVERY, FIFO
+
+    fifo, every = (get(startup, label, "rss_idle_kib", "median") for label in (FIFO, EVERY))
+    if fifo is None or every is None:
+        return ""
+    return (
+        f" With every driver type configured the lane takes {(every - fifo) / 1024:+.1f} MiB "
+        "more: evdev, pyserial, pyusb and nfcpy imported, and the drivers' reader threads."
+    )
+
+
+def mapping_difference(startup: dict[str, Any], keep: int = 4) -> str:
+    """The mappings where the fifo lane's resident memory most exceeds the minimal peer's."""
+    from bench.startup import FIFO, MINIMAL
+
+    lane = get(startup, "smaps_kib", FIFO) or {}
+    minimal = get(startup, "smaps_kib", MINIMAL) or {}
+    more = sorted(
+        ((name, (kib - minimal.get(name, 0)) / 1024) for name, kib in lane.items()),
+        key=lambda item: -item[1],
+    )[:keep]
+    return ", ".join(f"{name} {mib:+.1f} MiB" for name, mib in more) or "not measured"
+
+
+def startup_details(host: dict[str, Any]) -> str:
+    from bench.startup import ABSENT, EVERY, FIFO, FLOOR, MINIMAL
+
+    startup = host.get("startup")
+    if not startup:
+        return ""
+    text = "On the host, start to READY and idle memory (median, lowest, highest; each start):\n\n"
+    if "error" in startup:
+        return text + error_of(startup)
+    rows = []
+    for label in (FIFO, EVERY, MINIMAL, FLOOR):
+        d = startup.get(label, {})
+        ready, rss = d.get("ready_s", {}), d.get("rss_idle_kib", {})
+        each = d.get("each", {})
+        rows.append([
+            label, *(num(ready.get(k), 2) for k in ("median", "min", "max")),
+            *(num(kib_mib(rss.get(k))) for k in ("median", "min", "max")),
+            ", ".join(num(s, 2) for s in each.get("ready_s", [])),
+            ", ".join(num(kib_mib(k)) for k in each.get("rss_idle_kib", [])),
+        ])  # fmt: skip
+    text += table(
+        ["", "READY s", "low", "high", f"RSS MiB after {num(startup.get('settle_s'), 0)} s",
+         "low", "high", "each start: READY s", "each start: RSS MiB"], rows)  # fmt: skip
+    devices = startup.get("every driver devices", {})
+    if devices:
+        text += (
+            "\n\nThe every-driver lane's devices as it published them (checked each run: the "
+            f"absent ones, {', '.join(ABSENT)}, must be waiting, the pipe and the NFC reader "
+            "connected): "
+            + "; ".join(
+                f"{name} ({d['kind']}): {d['state']}"
+                + (f', "{d["last_error"]}"' if d.get("last_error") else "")
+                for name, d in devices.items()
+            )
+            + "."
+        )
+    steps = startup.get("rss_steps") or []
+    if steps:
+        rows = [
+            [name, num(kib_mib(kib)), "" if i == 0 else f"{(kib - steps[i - 1][1]) / 1024:+.1f}",
+             num(modules)]
+            for i, (name, kib, modules) in enumerate(steps)
+        ]  # fmt: skip
+        text += (
+            "\n\nThe fifo lane's VmRSS step by step in one process (bench/rss_steps.py, the same "
+            "config; each step adds to those before it):\n\n"
+            + table(["step", "VmRSS MiB", "added MiB", "modules loaded"], rows)
+        )
+    smaps = startup.get("smaps_kib") or {}
+    if smaps:
+        labels = [label for label in (FIFO, EVERY, MINIMAL) if label in smaps]
+        names = list(dict.fromkeys(name for label in labels for name in smaps[label]))
+        names.remove("other files")
+        names.append("other files")
+        rows = [
+            [name, *(num(kib_mib(smaps[label].get(name))) for label in labels)] for name in names
+        ]
+        text += (
+            "\n\nResident memory by mapping after the settle, last start (/proc/PID/smaps, MiB; "
+            "anonymous: Python objects, native allocations and thread stacks):\n\n"
+            + table(["mapping", *labels], rows)
+        )
+    return text

@@ -1,7 +1,8 @@
 """`python -m bench`: run the workloads and write BENCHMARKS.md.
 
     python -m bench all [--quick]     host part, then the VM part (one boot), then the report
-    python -m bench host --out F      workloads 4 and 5's soak, here
+    python -m bench host --out F      workloads 4 and 5's soak and start-up, here
+    python -m bench host --only startup   one host workload (or more), kept beside the others
     python -m bench vm --out F        inside the VM (scripts/vm-test --bench runs this)
     python -m bench report            BENCHMARKS.md again from the last results
 
@@ -40,6 +41,7 @@ class Counts:
     pipeline: int = 20_000
     normaliser: int = 100_000
     soak: int = 100_000
+    starts: int = 5
 
 
 QUICK = Counts(
@@ -51,7 +53,10 @@ QUICK = Counts(
     pipeline=2000,
     normaliser=20_000,
     soak=10_000,
+    starts=2,
 )
+
+HOST_WORKLOADS = ("throughput", "soak", "startup")
 
 
 def loadavg() -> list[float]:
@@ -84,17 +89,22 @@ def write(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=1))
 
 
-def host_part(out: Path, counts: Counts) -> None:
-    from bench import cost, throughput
+def host_part(out: Path, counts: Counts, only: list[str] | None = None) -> None:
+    """The host workloads; with `only`, just those, written into `out` beside the results of
+    the others from an earlier run (the report reads one host.json)."""
+    from bench import cost, startup, throughput
 
     work = RESULTS / "host-work"
+    runs: dict[str, Callable[[], Any]] = {
+        "throughput": lambda: throughput.run_workload(work, counts.pipeline, counts.normaliser),
+        "soak": lambda: cost.soak(work, counts.soak),
+        "startup": lambda: startup.run_workload(work / "startup", counts.starts),
+    }
     results: dict[str, Any] = {"counts": asdict(counts)}
-    step(
-        results,
-        "throughput",
-        lambda: throughput.run_workload(work, counts.pipeline, counts.normaliser),
-    )
-    step(results, "soak", lambda: cost.soak(work, counts.soak))
+    if only and out.exists():
+        results = json.loads(out.read_text())
+    for name in only or HOST_WORKLOADS:
+        step(results, name, runs[name])
     write(out, results)
 
 
@@ -273,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="about ten times shorter counts")
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=HOST_WORKLOADS,
+        help="host: run only this workload (repeatable); the others' results in --out are kept",
+    )
+    parser.add_argument(
         "--reuse-host", action="store_true", help="all: keep build/bench/host.json, redo the VM"
     )
     args = parser.parse_args(argv)
@@ -280,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "all":
         return run_all(counts, args.quick, [], args.reuse_host)
     if args.part == "host":
-        host_part(args.out or RESULTS / "host.json", counts)
+        host_part(args.out or RESULTS / "host.json", counts, args.only)
     elif args.part == "vm":
         if not IN_VM:
             print("bench vm: runs inside the VM; use scripts/vm-test --bench", file=sys.stderr)
