@@ -124,6 +124,16 @@ def hide_code(item: _Item) -> _Item:
     return item
 
 
+def hide_codes(outcome: RedemptionOutcome) -> RedemptionOutcome:
+    """A redemption outcome with its redemption codes masked, as `hide_code` does one item."""
+    return outcome.model_copy(
+        update={
+            "success": [hide_code(line) for line in outcome.success],
+            "failures": [hide_code(failure) for failure in outcome.failures],
+        }
+    )
+
+
 async def write_once_more(call: Callable[[], Awaitable[_T]]) -> _T:
     """A write whose answer was lost is sent once more, unchanged. The commit and the check-in
     carry the order's external_uid and receipt details its receipt key, so Punchh does not apply
@@ -534,9 +544,13 @@ class LoyaltyFlow:
         state = self._book.flow_state(order.order_id, FLOW, LoyaltyState)
         if state is None:
             return None
-        keep = {"guest", "receipt_key", "locked", "committed", "checked_in", "points_earned"}
+        keep = {"guest", "receipt_key", "locked", "checked_in", "points_earned"}
         view = state.model_dump(mode="json", include=keep)
-        view["check"] = None if state.check is None else state.check.outcome.model_dump(mode="json")
+        check, committed = state.check, state.committed
+        view["check"] = None if check is None else hide_codes(check.outcome).model_dump(mode="json")
+        view["committed"] = (
+            None if committed is None else hide_codes(committed).model_dump(mode="json")
+        )
         return view
 
     async def _unlock(self, order_id: str, state: LoyaltyState) -> StepOutcome:
