@@ -443,6 +443,16 @@ function showView(view) {
     lane.due = view.order.status === "open" ? view.left_to_pay : null;
   }
   renderView();
+  // What the coupon and loyalty flows hold for the order. A flow that holds nothing leaves its
+  // panel as it is (a guest found with no order open; the last order's customer); an agent from
+  // before the typed views (no `barcode`) leaves the loyalty panel to the events.
+  const { coupons, loyalty } = view.flows ?? {};
+  if (coupons) {
+    showCoupons(coupons, view.order);
+  }
+  if (loyalty?.barcode) {
+    showLoyalty(loyalty, view.order);
+  }
 }
 
 function dueText(view) {
@@ -663,6 +673,11 @@ client.on("state", (agent) => {
 
 // ---- coupons (PETZ) -----------------------------------------------------------------------------
 
+// Each panel is built by the same pieces from the events (as they come) and from `flows` of
+// order.get (for a screen that missed them), so every screen shows the same thing.
+
+const AUTHORIZED_TEXT = "Authorized: apply the discounts, then take payment.";
+
 function couponValue(coupon) {
   if (coupon.amount_off != null) {
     return `${formatMoney(coupon.amount_off, currency())} off`;
@@ -670,10 +685,15 @@ function couponValue(coupon) {
   return coupon.percent_off != null ? `${coupon.percent_off}% off` : "";
 }
 
-function showCustomer(data) {
-  const { customer } = data;
+function couponStatus(text, tone) {
+  $("coupon-status").textContent = text;
+  $("coupon-status").className = tone;
+}
+
+/** The customer line and their wallet; `display` is the masked phone number. */
+function renderCustomer(display, orderId, customer) {
   $("coupons").hidden = false;
-  $("coupon-customer").textContent = `Customer ${data.display} on order ${data.order_id}`;
+  $("coupon-customer").textContent = `Customer ${display} on order ${orderId}`;
   const wallet = customer.wallet.map((coupon) => {
     const expires = coupon.expires_at ? `, until ${new Date(coupon.expires_at).toLocaleDateString()}` : "";
     return el("li", `${coupon.description} (${couponValue(coupon)}${expires})`);
@@ -682,12 +702,10 @@ function showCustomer(data) {
     wallet.push(el("li", "No coupons in the wallet", "muted"));
   }
   $("coupon-wallet").replaceChildren(...wallet);
-  $("coupon-discounts").hidden = true;
-  $("coupon-status").textContent = "";
 }
 
-function showAuthorization(data) {
-  const { authorization } = data;
+/** The discount per coupon (or why one does not apply) of a CouponAuthorization. */
+function renderAuthorization(authorization) {
   const rows = authorization.discounts.map((discount) => {
     const row = el("tr");
     const amount = discount.rejected
@@ -699,20 +717,57 @@ function showAuthorization(data) {
   $("coupon-discounts").tBodies[0].replaceChildren(...rows);
   $("coupon-total").textContent = formatMoney(authorization.total_discount, currency());
   $("coupon-discounts").hidden = false;
-  $("coupon-status").textContent = "Authorized: apply the discounts, then take payment.";
-  $("coupon-status").className = "ok";
+}
+
+const captureText = (capture) =>
+  `Captured after payment: ${capture.coupon_ids.length} coupon(s), ${formatMoney(capture.total_discount, currency())} off.`;
+
+const staleText = (reason) => `The order changed: authorize the coupons again${reason ? ` (${reason})` : ""}.`;
+
+function showCustomer(data) {
+  renderCustomer(data.display, data.order_id, data.customer);
+  $("coupon-discounts").hidden = true;
+  couponStatus("", "");
+}
+
+function showAuthorization(data) {
+  renderAuthorization(data.authorization);
+  couponStatus(AUTHORIZED_TEXT, "ok");
 }
 
 function showCapture(data) {
-  const { capture } = data;
-  const status = $("coupon-status");
-  status.textContent = `Captured after payment: ${capture.coupon_ids.length} coupon(s), ${formatMoney(capture.total_discount, currency())} off.`;
-  status.className = "ok";
+  couponStatus(captureText(data.capture), "ok");
 }
 
 function showInvalidated(data) {
-  $("coupon-status").textContent = `The order changed: authorize the coupons again (${data.reason}).`;
-  $("coupon-status").className = "warn";
+  couponStatus(staleText(data.reason), "warn");
+}
+
+/** `flows.coupons` of order.get (a CouponView) for `order`: the panel the events built. */
+function showCoupons(coupons, order) {
+  const { customer } = coupons;
+  if (customer) {
+    renderCustomer(customer.phone_masked, order.order_id, customer);
+  } else {
+    // Attached by an agent that did not keep the customer: only PETZ's id for them is known.
+    $("coupons").hidden = false;
+    $("coupon-customer").textContent = `Customer ${coupons.consumer_id} on order ${order.order_id}`;
+    $("coupon-wallet").replaceChildren();
+  }
+  if (coupons.auth) {
+    renderAuthorization(coupons.auth);
+  } else {
+    $("coupon-discounts").hidden = true;
+  }
+  if (coupons.released) {
+    couponStatus(`Released when the order was ${orderWord(order)}: no coupon was redeemed.`, "muted");
+  } else if (coupons.capture) {
+    couponStatus(captureText(coupons.capture), "ok");
+  } else if (coupons.stale) {
+    couponStatus(staleText(coupons.stale_reason), "warn");
+  } else {
+    couponStatus(coupons.auth ? AUTHORIZED_TEXT : "", coupons.auth ? "ok" : "");
+  }
 }
 
 $("authorize-button").addEventListener("click", async () => {
@@ -736,24 +791,33 @@ function selectionOf(discount) {
   return { discount_type: type, discount_id: discount.discount_id };
 }
 
-function showGuest(data) {
-  lane.loyalty = data;
-  const { guest } = data;
+function loyaltyStatus(text, tone) {
+  $("loyalty-status").textContent = text;
+  $("loyalty-status").className = tone;
+}
+
+/** The guest line and their rewards; `display` (the scanned identifier, masked) when known. */
+function renderGuest(guest, display) {
   $("loyalty").hidden = false;
   const facts = [
     guest.points_balance != null ? `${guest.points_balance} points` : "",
     guest.banked_rewards ? `${formatMoney(guest.banked_rewards, currency())} banked` : "",
     guest.membership_level ?? "",
   ].filter(Boolean);
-  const contact = guest.phone_masked ?? guest.email_masked ?? data.display;
-  $("loyalty-guest").textContent = `${guest.first_name ?? "Guest"} (${contact})${facts.length ? `: ${facts.join(", ")}` : ""}`;
+  const contact = guest.phone_masked ?? guest.email_masked ?? display;
+  $("loyalty-guest").textContent =
+    `${guest.first_name ?? "Guest"}${contact ? ` (${contact})` : ""}${facts.length ? `: ${facts.join(", ")}` : ""}`;
   $("loyalty-rewards").replaceChildren(
     ...guest.rewards.map((reward) => {
       const value = reward.amount != null ? ` (${formatMoney(reward.amount, currency())})` : "";
       return el("li", `Reward: ${reward.name}${value}`);
     }),
   );
-  const boxes = data.discounts.map((discount, index) => {
+}
+
+/** The look-up's discounts (`loyalty.user`) as check boxes to choose from. */
+function renderOffers(discounts) {
+  const boxes = discounts.map((discount, index) => {
     const label = el("label");
     const box = document.createElement("input");
     box.type = "checkbox";
@@ -767,38 +831,92 @@ function showGuest(data) {
     boxes.push(el("p", "No discounts for this order (send the order first).", "muted"));
   }
   $("loyalty-discounts").replaceChildren(...boxes);
-  $("loyalty-lines").hidden = true;
-  const status = $("loyalty-status");
-  status.textContent = data.discounts_error
-    ? `Discounts unavailable: ${describeError(data.discounts_error).title}: ${data.discounts_error.message}`
-    : "";
-  status.className = data.discounts_error ? "bad" : "";
 }
 
-function showChecked(data) {
-  const rows = data.lines.map((line) => {
+function lookupError(data) {
+  const error = data.discounts_error;
+  return error ? `Discounts unavailable: ${describeError(error).title}: ${error.message}` : "";
+}
+
+/** A check's granted lines (negative amounts, as the POS adds them), refusals and total. */
+function renderChecked(check) {
+  const rows = check.lines.map((line) => {
     const row = el("tr");
     row.append(el("td", line.name), el("td", formatMoney(line.amount, currency())));
     return row;
   });
-  for (const failure of data.failures) {
+  for (const failure of check.failures) {
     const row = el("tr");
     row.append(el("td", failure.name ?? failure.discount_type ?? "discount"));
     row.append(el("td", `refused: ${failure.messages.join(" ")}`, "bad"));
     rows.push(row);
   }
   $("loyalty-lines").tBodies[0].replaceChildren(...rows);
-  $("loyalty-total").textContent = formatMoney(data.total, currency());
+  $("loyalty-total").textContent = formatMoney(check.total, currency());
   $("loyalty-lines").hidden = false;
-  $("loyalty-status").textContent = `Checked: nothing is redeemed before the order is paid. Receipt barcode ${data.barcode}.`;
-  $("loyalty-status").className = "ok";
+}
+
+const checkedText = (barcode) =>
+  `Checked: nothing is redeemed before the order is paid. Receipt barcode ${barcode}.`;
+
+function receiptText(receipt) {
+  const earned = receipt.points_earned != null ? `, ${receipt.points_earned} points earned` : "";
+  return `Receipt barcode ${receipt.barcode}: ${receipt.checked_in ? "guest checked in" : "no guest check-in"}${earned}.`;
+}
+
+function showGuest(data) {
+  lane.loyalty = data;
+  renderGuest(data.guest, data.display);
+  renderOffers(data.discounts);
+  $("loyalty-lines").hidden = true;
+  const error = lookupError(data);
+  loyaltyStatus(error, error ? "bad" : "");
+}
+
+function showChecked(data) {
+  renderChecked(data);
+  loyaltyStatus(checkedText(data.barcode), "ok");
 }
 
 function showReceipt(data) {
-  const earned = data.points_earned != null ? `, ${data.points_earned} points earned` : "";
-  const status = $("loyalty-status");
-  status.textContent = `Receipt barcode ${data.barcode}: ${data.checked_in ? "guest checked in" : "no guest check-in"}${earned}.`;
-  status.className = "ok";
+  loyaltyStatus(receiptText(data), "ok");
+}
+
+/** `flows.loyalty` of order.get (a LoyaltyView) for `order`: the panel the events built. The
+ *  look-up's discounts are not kept by the agent: the check boxes stay those of this page's
+ *  `loyalty.user` for the same guest and order, else the guest's next scan lists them. */
+function showLoyalty(loyalty, order) {
+  const closed = ["paid", "refunded"].includes(order.status);
+  if (!loyalty.guest) {
+    if (closed) {
+      showReceipt(loyalty); // paid without a guest: only the receipt, as loyalty.receipt says
+    }
+    return;
+  }
+  const seen = lane.loyalty;
+  const same = seen?.order_id === order.order_id && seen.guest.user_id === loyalty.guest.user_id;
+  renderGuest(loyalty.guest, same ? seen.display : null);
+  if (!same) {
+    lane.loyalty = null;
+    const hint = "Scan the guest again to list their discounts; “Check discounts” checks the basket again.";
+    $("loyalty-discounts").replaceChildren(el("p", hint, "muted"));
+  }
+  const check = loyalty.committed ?? loyalty.check;
+  if (check) {
+    renderChecked(check);
+  } else {
+    $("loyalty-lines").hidden = true;
+  }
+  if (closed) {
+    showReceipt(loyalty);
+  } else if (!loyalty.committed && ["void", "abandoned"].includes(order.status)) {
+    loyaltyStatus(`Nothing redeemed: the order was ${orderWord(order)}.`, "muted");
+  } else if (check) {
+    loyaltyStatus(checkedText(loyalty.barcode), "ok");
+  } else {
+    const error = same ? lookupError(seen) : "";
+    loyaltyStatus(error, error ? "bad" : "");
+  }
 }
 
 $("loyalty-form").addEventListener("submit", async (event) => {

@@ -61,6 +61,29 @@ class CouponCapturedData(_Payload):
     capture: CouponCapture
 
 
+class CouponView(_Payload):
+    """`flows.coupons` of `order.get`: what the coupon flow holds for the order, for a screen
+    that missed the `coupon.*` events."""
+
+    consumer_id: str | None = Field(description="the provider's customer attached to the order")
+    customer: CouponCustomer | None = Field(
+        description="that customer as `coupon.customer` showed them (masked phone, the wallet "
+        "as it was then); null for a customer attached by an agent that did not keep it"
+    )
+    auth: CouponAuthorization | None = Field(
+        description="the last authorization (`coupon.authorized`)"
+    )
+    stale: bool = Field(
+        description="the order's products or customer changed since `auth` "
+        "(`coupon.invalidated`): it must be renewed, or nothing is captured"
+    )
+    stale_reason: str | None = Field(description="why, while `stale`")
+    capture: CouponCapture | None = Field(description="the capture after payment")
+    released: bool = Field(
+        description="the order was voided or replaced and the provider let the coupons go"
+    )
+
+
 class CouponCustomerParams(Request):
     """Look up the customer of a scanned or keyed phone number (`token_id` of a `phone` scan)
     for the open order; a phone scan does the same by itself."""

@@ -116,6 +116,30 @@ class LoyaltyDiscountsData(_Payload):
     barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
 
 
+class LoyaltyCheck(_Payload):
+    """A redemption check's outcome (or its commit's) as `loyalty.discounts` gives it."""
+
+    redemption_ref: str | None
+    lines: list[DiscountLine]
+    failures: list[RedemptionFailure] = Field(description="basket items refused, with reasons")
+    total: int = Field(ge=0, description="minor units the lines take off the order")
+
+
+class LoyaltyView(_Payload):
+    """`flows.loyalty` of `order.get`: what the loyalty flow holds for the order, for a screen
+    that missed the `loyalty.*` events. The discounts a look-up offered are not kept: the
+    guest's next scan (`loyalty.user`) lists them again."""
+
+    guest: Guest | None = Field(description="null for an order paid without a guest")
+    receipt_key: str
+    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    locked: bool = Field(description="the guest's discount basket may be locked to the order")
+    check: LoyaltyCheck | None = Field(description="the last redemption check (nothing redeemed)")
+    committed: LoyaltyCheck | None = Field(description="what `order.paid` redeemed")
+    checked_in: bool = Field(description="the guest earned for this order (check-in sent)")
+    points_earned: int | None = None
+
+
 class LoyaltyStaleData(_Payload):
     """The order changed after the redemption check and checking it again failed: its loyalty
     lines are not confirmed. `loyalty.select` with no selections checks again; paid as it is,

@@ -3,11 +3,11 @@ the agent reports of each flow's steps when an order closes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
+from agent.contract.coupons import CouponView
+from agent.contract.loyalty import LoyaltyView
 from agent.errors import ErrorCode
 from agent.orders import OrderLine, OrderSnapshot, OrderStatus
 from agent.tenders import Tender
@@ -90,6 +90,14 @@ class OrderGetParams(Request):
     )
 
 
+class OrderFlows(_Payload):
+    """What the coupon and loyalty flows hold for an order; null where a flow holds nothing
+    (or is not set up on the lane). Vouchers and card payments are the order's `tenders`."""
+
+    coupons: CouponView | None = None
+    loyalty: LoyaltyView | None = None
+
+
 class OrderView(_Payload):
     """An order as the lane holds it: what a POS screen needs to rebuild itself mid-sale."""
 
@@ -100,10 +108,10 @@ class OrderView(_Payload):
     tenders: list[Tender] = Field(description="every money step of the order, in order")
     paid: int = Field(description="minor units the tenders hold (taken, or perhaps taken)")
     left_to_pay: int = Field(description="`total` less `paid`, never below 0")
-    flows: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="what each flow holds for the order: `coupons` (customer, authorization, "
-        "capture), `loyalty` (guest, last redemption check, receipt key)",
+    flows: OrderFlows = Field(
+        default_factory=OrderFlows,
+        description="what the coupon flow (customer, authorization, capture) and the loyalty "
+        "flow (guest, last redemption check, receipt key) hold for the order",
     )
 
 

@@ -13,7 +13,7 @@ payments are kept with the order: `order.void` reverses them.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Final
 
 from pydantic import BaseModel
 
@@ -348,7 +348,7 @@ class CardFlow:
         if reference in state.pending:
             state.pending.remove(reference)
 
-    def view(self, order: Order) -> dict[str, Any] | None:
+    def view(self, order: Order) -> None:
         """Card payments are the order's tenders: `order.get` lists them already."""
         return None
 

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from typing import Any, Final
+from typing import Final
 
 from pydantic import BaseModel
 
@@ -39,6 +39,7 @@ from agent.contract.coupons import (
     CouponCustomerParams,
     CouponInvalidatedData,
     CouponInvalidData,
+    CouponView,
 )
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler
@@ -48,6 +49,7 @@ from agent.orders import Order, OrderSnapshot, OrderStatus
 from agent.providers.coupons import (
     CouponAuthorization,
     CouponCapture,
+    CouponCustomer,
     CouponProvider,
     OrderState,
 )
@@ -77,12 +79,14 @@ def sent(order: OrderSnapshot, consumer_id: str) -> str:
 
 class CouponState(BaseModel):
     """The coupon flow's state for one order (flow state in the order book). The phone number
-    is never stored: only the customer PETZ matched it to."""
+    is never stored: only the customer PETZ matched it to (its number masked)."""
 
     consumer_id: str | None = None
+    customer: CouponCustomer | None = None  # as coupon.customer showed it, for order.get
     auth: CouponAuthorization | None = None
     basket: str | None = None  # of the snapshot `auth` was made for
     stale: bool = False  # products or customer changed since `auth`; the POS must renew it
+    stale_reason: str | None = None  # why, as coupon.invalidated said
     capture: CouponCapture | None = None
     released: bool = False  # PETZ has the order void, its authorization released
     synced: str | None = None  # `sent(...)` of the order PETZ last received
@@ -129,6 +133,7 @@ class CouponFlow:
                     token.value, order=order.snapshot, device_ref=self._device_ref
                 )
                 state = self._state(order)
+                state.customer = customer
                 if state.consumer_id != customer.consumer_id:
                     state.consumer_id = customer.consumer_id
                     self._invalidate(order, state, "the customer changed")
@@ -329,9 +334,19 @@ class CouponFlow:
             return [outcome(FLOW, self.provider.name, "refund", what, exc)]
         return [outcome(FLOW, self.provider.name, "refund", f"{what} given back")]
 
-    def view(self, order: Order) -> dict[str, Any] | None:
+    def view(self, order: Order) -> CouponView | None:
         state = self._book.flow_state(order.order_id, FLOW, CouponState)
-        return None if state is None else state.model_dump(mode="json", exclude={"synced"})
+        if state is None:
+            return None
+        return CouponView(
+            consumer_id=state.consumer_id,
+            customer=state.customer,
+            auth=state.auth,
+            stale=state.stale,
+            stale_reason=state.stale_reason if state.stale else None,
+            capture=state.capture,
+            released=state.released,
+        )
 
     async def _release(self, order: Order, auth: CouponAuthorization) -> StepOutcome:
         what = f"coupons of authorization {auth.auth_id}"
@@ -375,7 +390,7 @@ class CouponFlow:
         auth = state.auth
         if auth is None or state.stale:
             return
-        state.stale = True
+        state.stale, state.stale_reason = True, reason
         self._save(order, state)
         log.info("order %s: authorization %s invalidated: %s", order.order_id, auth.auth_id, reason)
         data = CouponInvalidatedData(

@@ -16,7 +16,7 @@ provider.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Final
 
 from agent.contract import (
     ErrorBody,
@@ -109,7 +109,7 @@ class GiftFlow:
         refunding = [t for t in self._order_tenders(order) if t.state is TenderState.REFUNDING]
         return await self._give_back(order, refunding)
 
-    def view(self, order: Order) -> dict[str, Any] | None:
+    def view(self, order: Order) -> None:
         """Vouchers are the order's tenders: `order.get` lists them already."""
         return None
 

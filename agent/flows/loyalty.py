@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from pydantic import BaseModel
 
@@ -29,6 +29,7 @@ from agent.contract import ErrorBody, Event, StepOutcome
 from agent.contract.loyalty import (
     LINE_PREFIX,
     DiscountLine,
+    LoyaltyCheck,
     LoyaltyDiscountsData,
     LoyaltyInvalidData,
     LoyaltyLookupParams,
@@ -37,6 +38,7 @@ from agent.contract.loyalty import (
     LoyaltySelectParams,
     LoyaltyStaleData,
     LoyaltyUserData,
+    LoyaltyView,
 )
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler
@@ -122,6 +124,26 @@ def hide_code(item: _Item) -> _Item:
     if item.discount_type == "redemption_code" and item.discount_id:
         return item.model_copy(update={"discount_id": mask(item.discount_id)})
     return item
+
+
+def checked(outcome: RedemptionOutcome) -> LoyaltyCheck:
+    """A redemption outcome as the POS applies it: one order line per granted discount (their
+    codes masked), and the refusals."""
+    return LoyaltyCheck(
+        redemption_ref=outcome.redemption_ref,
+        lines=[
+            DiscountLine(
+                line_id=f"{LINE_PREFIX}{n}",
+                name=line.name,
+                amount=-line.amount,
+                discount_type=line.discount_type,
+                discount_id=hide_code(line).discount_id,
+            )
+            for n, line in enumerate(outcome.success, start=1)
+        ],
+        failures=[hide_code(f) for f in outcome.failures],
+        total=outcome.total,
+    )
 
 
 async def write_once_more(call: Callable[[], Awaitable[_T]]) -> _T:
@@ -287,22 +309,14 @@ class LoyaltyFlow:
         )
         state.check = Check(snapshot=base, receipt_datetime=when, outcome=result)
         self._save(order_id, state)
+        check = checked(result)
         data = LoyaltyDiscountsData(
             order_id=order_id,
             provider=self.provider.name,
-            redemption_ref=result.redemption_ref,
-            lines=[
-                DiscountLine(
-                    line_id=f"{LINE_PREFIX}{n}",
-                    name=line.name,
-                    amount=-line.amount,
-                    discount_type=line.discount_type,
-                    discount_id=hide_code(line).discount_id,
-                )
-                for n, line in enumerate(result.success, start=1)
-            ],
-            failures=[hide_code(f) for f in result.failures],
-            total=result.total,
+            redemption_ref=check.redemption_ref,
+            lines=check.lines,
+            failures=check.failures,
+            total=check.total,
             receipt_key=state.receipt_key,
             barcode=self.provider.receipt_barcode(state.receipt_key),
         )
@@ -530,14 +544,20 @@ class LoyaltyFlow:
         )
         return [outcome(FLOW, self.provider.name, "void", "redemptions of the sale", manual)]
 
-    def view(self, order: Order) -> dict[str, Any] | None:
+    def view(self, order: Order) -> LoyaltyView | None:
         state = self._book.flow_state(order.order_id, FLOW, LoyaltyState)
         if state is None:
             return None
-        keep = {"guest", "receipt_key", "locked", "committed", "checked_in", "points_earned"}
-        view = state.model_dump(mode="json", include=keep)
-        view["check"] = None if state.check is None else state.check.outcome.model_dump(mode="json")
-        return view
+        return LoyaltyView(
+            guest=state.guest,
+            receipt_key=state.receipt_key,
+            barcode=self.provider.receipt_barcode(state.receipt_key),
+            locked=state.locked,
+            check=None if state.check is None else checked(state.check.outcome),
+            committed=None if state.committed is None else checked(state.committed),
+            checked_in=state.checked_in,
+            points_earned=state.points_earned,
+        )
 
     async def _unlock(self, order_id: str, state: LoyaltyState) -> StepOutcome:
         what = "the guest's discount basket"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from pydantic import BaseModel
 
 from agent.contract import (
     ErrorBody,
@@ -25,6 +27,7 @@ from agent.contract import (
     StepOutcome,
 )
 from agent.contract.orders import (
+    OrderFlows,
     OrderGetParams,
     OrderRefundParams,
     OrderView,
@@ -73,8 +76,9 @@ class OrderFlow(Protocol):
         a whole refund the flow's own committed work)."""
         ...
 
-    def view(self, order: Order) -> dict[str, Any] | None:
-        """What the flow holds for the order, for `order.get`; None when nothing."""
+    def view(self, order: Order) -> BaseModel | None:
+        """What the flow holds for the order, for `order.get` (its `OrderFlows` field); None
+        when nothing."""
         ...
 
 
@@ -169,7 +173,9 @@ class OrderDesk:
             tenders=tenders,
             paid=paid,
             left_to_pay=max(s.total - paid, 0),
-            flows={name: view for name, view in views.items() if view is not None},
+            flows=OrderFlows.model_validate(
+                {name: view for name, view in views.items() if view is not None}
+            ),
         )
 
     async def refund(self, params: OrderRefundParams) -> OrderClosedData:

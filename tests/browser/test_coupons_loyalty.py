@@ -1,18 +1,36 @@
 """Coupon (PETZ, seed 001) and loyalty (Punchh, seed 002) flows on the display page: the
 customer or guest found by a keyed phone number, their discounts shown and chosen, and what the
-providers' ledgers hold after the page marks the order paid."""
+providers' ledgers hold after the page marks the order paid; and a screen that joins mid-sale
+rebuilding both panels from `order.get` as the screen that was there built them from events."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.browser.conftest import PageOpener, enter_order, scan, screenshot
 from tests.conftest import AgentFactory, Simulators, sim_get
-from tests.integration.test_seed_coupons import KIBBLE, PHONE, TREATS, petz_toml
-from tests.integration.test_seed_loyalty import ANA, ANA_PHONE, punchh_toml
+from tests.integration.test_lane_agent import ProbeFactory, started
+from tests.integration.test_seed_card_payment import ok
+from tests.integration.test_seed_coupons import KIBBLE, PHONE, TREATS, basket, petz_toml, scan_phone
+from tests.integration.test_seed_loyalty import ANA, ANA_PHONE, check, identify, punchh_toml
+
+ANA_EMAIL = "ana@example.com"  # a phone goes to the coupon flow when both are on the lane
+# What the two panels show, but the look-up's check boxes: the agent does not keep the look-up.
+# A part of a hidden panel is not shown either.
+PANEL_PARTS = (
+    "#coupon-customer",
+    "#coupon-wallet",
+    "#coupon-discounts",
+    "#coupon-status",
+    "#loyalty-guest",
+    "#loyalty-rewards",
+    "#loyalty-lines",
+    "#loyalty-status",
+)
 
 
 async def test_petz_coupons_found_by_phone_authorized_and_captured_when_paid(
@@ -105,3 +123,107 @@ async def test_punchh_guest_discounts_checked_then_committed_when_paid(
     assert len(ledger["redemptions"]) == 1 and len(ledger["checkins"]) == 1
     assert ANA_PHONE not in await page.content()
     await screenshot(page, "loyalty")
+
+
+async def panels(page: Page) -> list[dict[str, Any]]:
+    """Each part of the coupon and loyalty panels: shown or not, its text and its colour."""
+    parts: list[dict[str, Any]] = await page.evaluate(
+        """(ids) => ids.map((id) => {
+            const node = document.querySelector(id);
+            return {id, shown: node.checkVisibility(), text: node.innerText,
+                    tone: node.className};
+        })""",
+        list(PANEL_PARTS),
+    )
+    return parts
+
+
+async def test_a_screen_joining_mid_sale_rebuilds_the_coupon_and_loyalty_panels(
+    tmp_path: Path,
+    lane_agents: AgentFactory,
+    simulators: Simulators,
+    open_page: PageOpener,
+    probe_factory: ProbeFactory,
+) -> None:
+    """Coupons authorized and loyalty discounts checked over MQTT, as a POS does: a screen opened
+    afterwards shows both panels as the screen that saw the events does, and both follow the
+    payment the joined screen makes."""
+    petz_api = simulators.start("petz")
+    punchh_api = simulators.start("punchh")
+    agent = lane_agents(petz_toml(tmp_path, petz_api) + punchh_toml(tmp_path, punchh_api))
+    probe = await started(agent, probe_factory)
+    there = await open_page(agent)
+    ok(await probe.request("order.update", basket("M1", (KIBBLE, 1299), (TREATS, 1200), tax=200)))
+    # Its read after order.updated is in: from here on its panels are built by the events.
+    await expect(there.locator("#order-items tbody tr")).to_have_count(2)
+    _, customer = await scan_phone(probe, PHONE)
+    assert customer["type"] == "coupon.customer", customer
+    ok(await probe.request("coupon.authorize", {"order_id": "M1"}))
+    _, guest = await identify(probe, ANA_EMAIL)
+    assert guest["type"] == "loyalty.user", guest
+    checked = await check(
+        probe,
+        {"discount_type": "reward", "discount_id": "7001"},
+        {"discount_type": "redeemable", "discount_id": "501"},
+    )
+    barcode = checked["barcode"]
+    await expect(there.locator("#loyalty-status")).to_have_text(
+        f"Checked: nothing is redeemed before the order is paid. Receipt barcode {barcode}."
+    )
+
+    joined = await open_page(agent)  # a POS screen restarted mid-sale: it knows nothing
+    for page in (there, joined):
+        await expect(page.locator("#coupon-customer")).to_have_text(
+            "Customer ••••••••67 on order M1"
+        )
+        wallet = page.locator("#coupon-wallet li")
+        await expect(wallet).to_have_count(3)
+        await expect(wallet.first).to_contain_text("$2.00 off Acme Kibble 5 lb ($2.00 off, until")
+        await expect(page.locator("#coupon-discounts tbody tr")).to_have_text(
+            [
+                re.compile(r"Kibble.*\$2\.00$"),
+                re.compile(r"PupTreats\s*\$1\.80$"),
+                re.compile(r"Catnip.*not applied"),
+            ]
+        )
+        await expect(page.locator("#coupon-total")).to_have_text("$3.80")
+        await expect(page.locator("#coupon-status")).to_have_text(
+            "Authorized: apply the discounts, then take payment."
+        )
+        await expect(page.locator("#loyalty-guest")).to_have_text(
+            "Ana (••••••••01): 240 points, $5.00 banked"
+        )
+        await expect(page.locator("#loyalty-rewards")).to_contain_text("Reward: Free Coffee")
+        await expect(page.locator("#loyalty-lines tbody tr")).to_have_text(
+            [re.compile(r"Free Coffee\s*-\$3\.50"), re.compile(r"\$5 Off\s*-\$5\.00")]
+        )
+        await expect(page.locator("#loyalty-total")).to_have_text("$8.50")
+        await expect(page.locator("#loyalty-status")).to_have_text(
+            f"Checked: nothing is redeemed before the order is paid. Receipt barcode {barcode}."
+        )
+    assert await panels(joined) == await panels(there)
+    # The look-up's offers came only with loyalty.user: the joined screen says how to get them.
+    await expect(there.get_by_role("checkbox")).to_have_count(len(guest["data"]["discounts"]))
+    await expect(joined.get_by_role("checkbox")).to_have_count(0)
+    await expect(joined.locator("#loyalty-discounts")).to_contain_text("Scan the guest again")
+    await screenshot(joined, "coupons-loyalty-joined-mid-sale")
+
+    # The rebuilt screen takes the payment; both screens show the capture and the receipt.
+    await joined.get_by_role("button", name="Order paid").click()
+    for page in (there, joined):
+        await expect(page.locator("#order-status")).to_contain_text("Order M1: ")
+        await expect(page.locator("#order-status")).to_contain_text("paid")
+        await expect(page.locator("#coupon-status")).to_have_text(
+            "Captured after payment: 2 coupon(s), $3.80 off."
+        )
+        await expect(page.locator("#loyalty-status")).to_have_text(
+            re.compile(rf"^Receipt barcode {barcode}: guest checked in, \d+ points earned\.$")
+        )
+    assert await panels(joined) == await panels(there)
+    petz = await sim_get(petz_api)
+    assert sorted(r["coupon_id"] for r in petz["redemptions"]) == ["cpn_kibble2", "cpn_treats15"]
+    punchh = await sim_get(punchh_api)
+    assert len(punchh["redemptions"]) == 1 and len(punchh["checkins"]) == 1
+    for page in (there, joined):
+        content = await page.content()
+        assert PHONE not in content and ANA_EMAIL not in content.lower()

@@ -440,6 +440,8 @@ async def test_a_redemption_code_is_selected_by_its_scan_and_never_shown(
         {"selections": [{"discount_type": "redemption_code", "discount_id": "1234567"}]},
     )
     assert clear["error"]["code"] == "invalid_request"
+    held = ok(await probe.request("order.get", {}))["flows"]["loyalty"]  # a screen rebuilding
+    assert held["check"]["lines"] == checked["lines"]
     paid = ok(await probe.request("order.paid", {"order_id": "R1"}))
     assert [(s["step"], s["ok"]) for s in paid["steps"]] == [
         ("commit", True),
@@ -450,6 +452,8 @@ async def test_a_redemption_code_is_selected_by_its_scan_and_never_shown(
     assert ledger["guests"][BEN]["redemption_codes"] == []
     log = await sim_get(punchh_api, "requests")
     assert bodies(log, "/api/pos/checkins")[0]["card_number"] == "6000000000000002"
+    done = ok(await probe.request("order.get", {"order_id": "R1"}))["flows"]["loyalty"]
+    assert done["committed"]["lines"] == checked["lines"]
     assert b"1234567" not in published(probe)
 
 
