@@ -918,6 +918,33 @@ async def test_a_gift_redeem_sent_again_after_a_crash_mid_call_is_never_redeemed
     assert len((await sim_get(apis.gift))["redemptions"]) == 1 + 1  # the seed's used-up gift
 
 
+async def test_a_void_after_a_redeem_cut_by_a_crash_leaves_that_voucher_to_a_person_at_once(
+    lane: AgentProcess, probe_factory: ProbeFactory, apis: Apis
+) -> None:
+    """The lane never learnt whether the redemption happened nor its transaction id, and no
+    retry can tell it: the voucher's void step is dead at once, saying what a person must do,
+    and the rest of the order's void (here its card payment) is not held up behind it."""
+    probe = await started(lane, probe_factory)
+    ok(await probe.request("order.update", order_update("P1", lines(("1", 3000, None)))))
+    card = ok(await probe.request("scan.inject", {"data": "6006490000000001"}))["token_id"]
+    ok(await probe.request("gift.redeem", {"token_id": card, "amount": 1000}))
+    token = ok(await probe.request("scan.inject", {"data": "100000000001"}))["token_id"]
+    redeem = {"request_id": "P1-redeem", "token_id": token, "amount": 1250}
+    await killed_while_applied(lane, probe, apis.gift, giftlocal.REDEEM, "gift.redeem", redeem)
+    assert (await probe.request("gift.redeem", redeem))["error"]["code"] == "unknown_outcome"
+
+    voided = ok(await probe.request("order.void", {"order_id": "P1"}))
+    assert [(s["flow"], s["step"], s["ok"]) for s in voided["steps"]] == [
+        ("gift", "reverse", False),
+        ("card", "reverse", True),
+    ]
+    assert voided["queued"] == []
+    assert (await sim_get(apis.card))["cards"]["6006490000000001"]["balance"] == 5000
+    listing = outbox_list(lane.config)
+    [(key, error)] = [(f"{m[1]}:{m[2]}:{m[3]}", m[4]) for m in DEAD.finditer(listing)]
+    assert key == "P1:gift:void" and "reverse it there" in error, listing
+
+
 async def test_a_selection_sent_again_after_a_crash_is_checked_not_refused(
     lane: AgentProcess, probe_factory: ProbeFactory, apis: Apis
 ) -> None:
