@@ -69,11 +69,14 @@ def mosquitto_binary() -> str:
 @dataclass
 class Broker:
     """A real mosquitto on a free loopback port; can be stopped and started again on that port.
-    With `ws_port` it also has a websocket listener there, for the display page."""
+    With `ws_port` it also has a websocket listener there, for the display page. With
+    `nodelay`, Nagle's algorithm is off on its client sockets (`set_tcp_nodelay`; mosquitto
+    leaves it on by default): a message is then not held for a client's delayed ACK (40 ms)."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
     ws_port: int | None = None
+    nodelay: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -84,6 +87,7 @@ class Broker:
         )
         conf.write_text(
             "allow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+            f"set_tcp_nodelay {str(self.nodelay).lower()}\n"
             f"listener {self.port} 127.0.0.1\n{websockets}"
         )
         log = (self.workdir / "mosquitto.log").open("ab")

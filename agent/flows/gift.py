@@ -122,8 +122,11 @@ class GiftFlow:
             what = f"voucher {tender.display}: {_units_text(tender)} back"
             transaction_id = tender.transaction_id
             if tender.state is TenderState.PENDING or transaction_id is None:
+                # Final, not `unknown_outcome` (which the outbox retries): only the voucher's code
+                # can tell, and the lane no longer has it. Retrying for days would hold up the
+                # rest of the order's work (its card reversals, the loyalty unlock) behind this.
                 lost = ProviderError(
-                    ErrorCode.UNKNOWN_OUTCOME,
+                    ErrorCode.NOT_FOUND,
                     f"its redemption (request {tender.reference}) may have gone through and the "
                     "lane never learnt its transaction id; check the voucher's balance with "
                     f"{self.provider.name} and reverse it there",
