@@ -1003,9 +1003,13 @@ async def judge(apis: Apis, records: list[Record], dead: dict[str, str]) -> Verd
             mine = [r for r in every if not r["voided"]]
             checkins = [c for c in loyalty["checkins"] if c["user_id"] == guest]
             # A whole refund voids the committed redemption: the reward is the guest's again.
-            # Punchh refuses that once the order's check-in is in (410: use its dashboard).
+            # Punchh refuses that once the order's check-in is in: the lane does not ask when it
+            # knows of the check-in (the step says what to give back in the dashboard), and
+            # Punchh answers 410 when a crash kept the check-in from the lane's records.
             if rec.refund == "whole" and paid and every:
-                key = dead_entry(oid, "loyalty", "refund", "expired")
+                key = dead_entry(oid, "loyalty", "refund", "expired") or dead_entry(
+                    oid, "loyalty", "refund", "once the guest is checked in"
+                )
                 if checkins and key is not None:
                     v.counts["refunded Punchh redemptions left to the cashier (checked in)"] += 1
                     left_to_cashier.add(key)
