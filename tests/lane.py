@@ -44,6 +44,22 @@ TABLES: dict[str, tuple[dict[str, Json], tuple[tuple[str, str], ...]]] = {
 }
 
 
+def order(order_id: str, *lines: tuple[str, int, str | None]) -> dict[str, Json]:
+    """An `order.update`'s params: (name, amount, sku) per line, no tax."""
+    subtotal = sum(amount for _, amount, _ in lines)
+    return {
+        "order_id": order_id,
+        "lines": [
+            {"id": str(n), "name": name, "quantity": 1, "amount": amount, "sku": sku}
+            for n, (name, amount, sku) in enumerate(lines, start=1)
+        ],
+        "subtotal": subtotal,
+        "tax": 0,
+        "total": subtotal,
+        "currency": "USD",
+    }
+
+
 async def settle() -> None:
     """Let what a request or scan started (a flow looking a scanned code up) finish."""
     while pending := asyncio.all_tasks() - {asyncio.current_task()}:

@@ -13,7 +13,7 @@ import pytest
 
 from simulators.petz import PetzSimulator
 from simulators.punchh import PunchhSimulator
-from tests.lane import InProcessLane
+from tests.lane import InProcessLane, order
 
 KIBBLE = "012345678905"
 TREATS = "036000291452"
@@ -21,22 +21,6 @@ OTHER = "041000000638"  # no coupon lists it
 PHONE = "5551234567"  # PETZ customer c_1001
 ANA_EMAIL = "ana@example.com"  # Punchh guest 101
 BEN_CODE = "1234567"  # a redemption code of Punchh guest 102
-
-
-def order(order_id: str, *lines: tuple[str, int, str | None]) -> dict[str, Any]:
-    """(name, amount, sku) per line."""
-    subtotal = sum(amount for _, amount, _ in lines)
-    return {
-        "order_id": order_id,
-        "lines": [
-            {"id": str(n), "name": name, "quantity": 1, "amount": amount, "sku": sku}
-            for n, (name, amount, sku) in enumerate(lines, start=1)
-        ],
-        "subtotal": subtotal,
-        "tax": 0,
-        "total": subtotal,
-        "currency": "USD",
-    }
 
 
 PET_FOOD = (("Kibble", 1299, KIBBLE), ("Treats", 1299, TREATS))

@@ -6,31 +6,15 @@ instead, and the outbox gives it up at once for a person (`outbox.dead`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from simulators.petz import PetzSimulator
 from simulators.punchh import PunchhSimulator
-from tests.lane import InProcessLane
+from tests.lane import InProcessLane, order
 
 KIBBLE = "012345678905"
 TREATS = "036000291452"
 PHONE = "5551234567"  # PETZ customer c_1001, wallet coupons for KIBBLE and TREATS
 BEN_CARD = "6000000000000002"  # Punchh guest with reward 7002
-
-
-def order(order_id: str, *lines: tuple[str, int, str | None]) -> dict[str, Any]:
-    subtotal = sum(amount for _, amount, _ in lines)
-    return {
-        "order_id": order_id,
-        "lines": [
-            {"id": str(n), "name": name, "quantity": 1, "amount": amount, "sku": sku}
-            for n, (name, amount, sku) in enumerate(lines, start=1)
-        ],
-        "subtotal": subtotal,
-        "tax": 0,
-        "total": subtotal,
-        "currency": "USD",
-    }
 
 
 async def test_refund_after_a_check_in_says_what_to_give_back_by_hand(tmp_path: Path) -> None:
