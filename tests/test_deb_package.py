@@ -149,6 +149,9 @@ def test_maintainer_scripts_parse_and_never_block_on_the_broker(built: Built) ->
         if re.match(r"\s*systemctl\b", line) and "daemon-reload" not in line
     ]
     assert calls and all("--no-block" in line for line in calls), calls
+    # Removing the package stops the agent first (debhelper's stop goes with --no-start).
+    prerm = (built.control / "prerm").read_text()
+    assert re.search(r'"\$1" = remove .*\n.*deb-systemd-invoke stop lane-agent.service', prerm)
     # The unit waits for a config instead of failing without one.
     unit = (built.root / "lib/systemd/system/lane-agent.service").read_text()
     assert "ConditionPathExists=/etc/lane-agent/lane-agent.toml" in unit
