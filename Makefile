@@ -56,6 +56,13 @@ deb:
 	scripts/system-deps.sh deb
 	scripts/build-deb
 
+# The .deb installed by apt into a bookworm image and booted with systemd as PID 1: a sketch of
+# the service-truth VM tier, not part of `make test` yet (docs/packaging.md). About 2 minutes.
+.PHONY: deb-vm
+deb-vm:
+	scripts/system-deps.sh deb-vm
+	scripts/vm-deb-boot
+
 # Only the hardware tier; pytest arguments in ARGS, e.g. make test-hardware ARGS="-k acm -x".
 .PHONY: test-hardware
 test-hardware: system-deps $(STAMP)

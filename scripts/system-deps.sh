@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the have_* checks are called indirectly, through need()
 # Installs the Debian packages the tests and the demo need, or says exactly what to install.
-# Usage: scripts/system-deps.sh test|demo|web|deb
+# Usage: scripts/system-deps.sh test|demo|web|deb|deb-vm
 #   test: mosquitto, openssl and systemd-analyze for the host suite; chromium for the display
 #         page's browser tests (tests/browser); for the hardware tier (scripts/vm-test) qemu, a
 #         Debian kernel with its modules (uinput, dummy_hcd, USB gadget functions), a static
@@ -10,6 +10,8 @@
 #   deb:  what `make deb` builds and checks the package with: dpkg-dev, debhelper, dh-virtualenv,
 #         help2man, Debian's python3.11 with venv and headers (evdev is compiled), a C compiler,
 #         lintian. `test` includes these: the host suite builds and inspects the package.
+#   deb-vm: the package tools and what scripts/vm-deb-boot boots it with: mmdebstrap, mke2fs,
+#         qemu and a Debian kernel.
 set -euo pipefail
 purpose=${1:-test}
 
@@ -51,6 +53,12 @@ elif [ "$purpose" = web ]; then
   need npm have_cmd npm
 elif [ "$purpose" = deb ]; then
   deb_deps
+elif [ "$purpose" = deb-vm ]; then
+  deb_deps
+  need mmdebstrap have_cmd mmdebstrap
+  need e2fsprogs have_cmd mke2fs
+  need qemu-system-x86 have_cmd qemu-system-x86_64
+  need linux-image-amd64 have_kernel
 else
   deb_deps
   need npm have_cmd npm
