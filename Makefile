@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # The display page's MQTT.js, pinned by web/package-lock.json; npm writes this file on install.
 WEB_STAMP := web/node_modules/.package-lock.json
 
-.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps bench web
+.PHONY: all demo test lint typecheck unit venv clean schema docs system-deps bench web deb
 
 all: test
 
@@ -48,6 +48,20 @@ test: system-deps $(STAMP) $(WEB_STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 	scripts/vm-test
+
+# The Debian package, build/deb/lane-agent_<version>_<arch>.deb, checked by lintian: see debian/
+# and scripts/build-deb. About a minute; the Python dependencies come pinned and hashed from
+# debian/requirements.txt (scripts/lock-deb-requirements re-pins them from pyproject.toml).
+deb:
+	scripts/system-deps.sh deb
+	scripts/build-deb
+
+# The .deb installed by apt into a bookworm image and booted with systemd as PID 1: a sketch of
+# the service-truth VM tier, not part of `make test` yet (docs/packaging.md). About 2 minutes.
+.PHONY: deb-vm
+deb-vm:
+	scripts/system-deps.sh deb-vm
+	scripts/vm-deb-boot
 
 # Only the hardware tier; pytest arguments in ARGS, e.g. make test-hardware ARGS="-k acm -x".
 .PHONY: test-hardware

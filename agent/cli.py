@@ -15,6 +15,7 @@ from agent.config import DEFAULT_CONFIG_PATH, EXIT_CONFIG, Config, ConfigError, 
 
 EPILOG = """\
 examples:
+  lane-agent init --output /etc/lane-agent/lane-agent.toml
   lane-agent check-config /etc/lane-agent/lane-agent.toml
   printf '100000000001\\n]E05901234123457\\n' | lane-agent parse
   lane-agent schema request:gift.redeem
@@ -63,6 +64,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  devices:    {devices}")
     print(f"  providers:  {providers}")
     print(f"  state dir:  {config.state_dir()}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from agent import initconfig
+
+    text = initconfig.render([], [], []) if args.no_devices else initconfig.discover_and_render()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    # Never over an existing config: a lane's working file is worth more than a template.
+    try:
+        with args.output.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        print(f"{args.output} exists; not overwriting it (remove it first)", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}; edit the lines marked EDIT, then check it with:")
+    print(f"  lane-agent check-config {args.output}")
     return 0
 
 
@@ -238,6 +258,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, metavar="FILE")
     check.set_defaults(func=cmd_check_config)
+
+    init = sub.add_parser(
+        "init",
+        help="print a commented first config for the scanners and readers attached",
+        description="Find the attached scanners and NFC readers (as `diag devices` does) and "
+        "print a commented config with a device table for each: ones that may not be scanners "
+        "(keyboards, other serial devices) commented out. It passes check-config as printed; "
+        "edit the lines marked EDIT (lane ids, broker).",
+    )
+    init.add_argument(
+        "-o", "--output", type=Path, help="write this file instead of stdout (never overwrites)"
+    )
+    init.add_argument(
+        "--no-devices",
+        action="store_true",
+        help="do not look for devices: the template with commented examples",
+    )
+    init.set_defaults(func=cmd_init)
 
     parse = sub.add_parser(
         "parse",

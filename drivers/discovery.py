@@ -22,6 +22,8 @@ from drivers.hidpos_report import is_barcode_scanner
 SYS_USB = Path("/sys/bus/usb/devices")
 SYS_HID = Path("/sys/bus/hid/devices")
 UDEV_RULES = "systemd/70-lane-agent.rules"
+# Where the .deb puts the rules, and where a lane's own models go (systemd/README.md).
+LOCAL_RULES = "/etc/udev/rules.d/71-lane-agent-local.rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,8 @@ def _explain(path: str, exc: OSError) -> Problem:
         if group == "root":
             return Problem(
                 f"permission denied (owned by root:root, mode {st.st_mode & 0o777:o})",
-                f"install the udev rule {UDEV_RULES} to /etc/udev/rules.d/ and run "
+                f"install the lane-agent package (or copy {UDEV_RULES} to /etc/udev/rules.d/); "
+                f"for a model its rules do not know, add the ids to {LOCAL_RULES}; then run "
                 "`udevadm control --reload && udevadm trigger`",
             )
         return Problem(
@@ -249,8 +252,9 @@ def usb_devices() -> list[Found]:
             if kernel:
                 problem = Problem(
                     f"kernel NFC driver {kernel[0]} owns it; nfcpy cannot claim it",
-                    f"`sudo modprobe -r {kernel[0]}` and add `blacklist {kernel[0]}` to "
-                    "/etc/modprobe.d/blacklist-nfc.conf",
+                    f"`sudo modprobe -r {kernel[0]}` and keep it off with `blacklist {kernel[0]}` "
+                    "in /etc/modprobe.d/lane-agent.conf (the package ships those lines "
+                    "commented out: remove the #)",
                 )
         if (usb_id in hidpos or nfc_driver) and problem is None and Path(path).exists():
             problem = access_problem(path, write=True)

@@ -110,7 +110,7 @@ def usb_hint(code: int, reader: UsbReader, sysfs: Path = SYSFS_USB) -> str:
             return (
                 f"{found} but the kernel NFC driver {driver} holds it: free it with "
                 f"'modprobe -r {driver}' and keep it off with 'blacklist {driver}' in "
-                "/etc/modprobe.d/lane-agent-nfc.conf"
+                "/etc/modprobe.d/lane-agent.conf (the package ships it commented out)"
             )
         if driver == "usbfs":
             return (

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the have_* checks are called indirectly, through need()
 # Installs the Debian packages the tests and the demo need, or says exactly what to install.
-# Usage: scripts/system-deps.sh test|demo|web
+# Usage: scripts/system-deps.sh test|demo|web|deb|deb-vm
 #   test: mosquitto, openssl and systemd-analyze for the host suite; chromium for the display
 #         page's browser tests (tests/browser); for the hardware tier (scripts/vm-test) qemu, a
 #         Debian kernel with its modules (uinput, dummy_hcd, USB gadget functions), a static
 #         busybox (virtme-ng's initramfs), kmod and udev inside the VM, and libusb for pyusb.
 #   web:  npm, which installs the display page's MQTT.js (web/package-lock.json).
+#   deb:  what `make deb` builds and checks the package with: dpkg-dev, debhelper, dh-virtualenv,
+#         help2man, Debian's python3.11 with venv and headers (evdev is compiled), a C compiler,
+#         lintian. `test` includes these: the host suite builds and inspects the package.
+#   deb-vm: the package tools and what scripts/vm-deb-boot boots it with: mmdebstrap, mke2fs,
+#         qemu and a Debian kernel.
 set -euo pipefail
 purpose=${1:-test}
 
@@ -26,6 +31,15 @@ have_static_busybox() {
   ! ldd "$b" >/dev/null 2>&1
 }
 have_lib() { grep -q "$1" <<<"$(ldconfig -p 2>/dev/null)"; }  # no pipe: SIGPIPE + pipefail
+have_pkg() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
+deb_deps() {
+  local pkg
+  for pkg in dpkg-dev debhelper dh-virtualenv help2man python3.11-dev python3.11-venv gcc \
+    lintian; do
+    need "$pkg" have_pkg "$pkg"
+  done
+}
 
 missing=()
 need() {
@@ -37,7 +51,16 @@ if [ "$purpose" = demo ]; then
   need python3 have_cmd python3
 elif [ "$purpose" = web ]; then
   need npm have_cmd npm
+elif [ "$purpose" = deb ]; then
+  deb_deps
+elif [ "$purpose" = deb-vm ]; then
+  deb_deps
+  need mmdebstrap have_cmd mmdebstrap
+  need e2fsprogs have_cmd mke2fs
+  need qemu-system-x86 have_cmd qemu-system-x86_64
+  need linux-image-amd64 have_kernel
 else
+  deb_deps
   need npm have_cmd npm
   # The display page's tests drive Debian's headless Chromium (playwright never downloads one).
   need chromium have_cmd chromium
