@@ -88,13 +88,18 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-# The hostile-input properties (normaliser, HID-POS decoder, MQTT requests, scan pipeline) for
-# FUZZ_SECONDS in all, printing the inputs tried per target; not part of `make test`.
-# FUZZ_ARGS=hidpos runs only the targets whose name contains it.
-FUZZ_SECONDS ?= 120
+# Coverage-guided fuzzing (atheris) of the normaliser, GS1 parser, HID-POS decoder, serial framing
+# and MQTT request decoder: FUZZ_RUNS inputs per target (fuzz/, seed corpus in fuzz/corpus/);
+# not part of `make test`. FUZZ_ARGS=hidpos runs only the targets whose name contains it.
+FUZZ_STAMP := $(VENV)/.installed-fuzz
+FUZZ_RUNS ?= 1000000
+$(FUZZ_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e ".[fuzz]"
+	@touch $@
+
 .PHONY: fuzz
-fuzz: $(STAMP)
-	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
+fuzz: $(FUZZ_STAMP)
+	FUZZ_RUNS=$(FUZZ_RUNS) $(BIN)/python -m fuzz $(FUZZ_ARGS)
 
 docs: $(STAMP)
 	$(BIN)/python -m agent.docgen

@@ -20,7 +20,7 @@ from typing import Any, cast
 import pytest
 import usb.backend
 import usb.core
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -44,7 +44,6 @@ from drivers.hidpos_report import (
     is_barcode_scanner,
 )
 from drivers.settings import HidPosSettings
-from tests.fuzzing import fuzz_target
 
 KEYBOARD_DESCRIPTOR = bytes.fromhex(
     "05010906a101050719e029e71500250175019508810295017508810195067508150025650507190029658100c0"
@@ -174,7 +173,7 @@ payloads = st.integers(0, 5 * HONEYWELL.capacity).flatmap(
 TERMINATOR = bytes([HONEYWELL.report_id, 0]) + bytes(HONEYWELL.size - 2)
 
 
-@fuzz_target(300)
+@settings(max_examples=300, deadline=None)
 @given(reports=st.lists(any_reports, max_size=40), max_length=st.integers(1, 300))
 def test_the_decoder_never_raises(reports: list[bytes], max_length: int) -> None:
     assembler = ReportAssembler(max_length=max_length)
@@ -193,7 +192,7 @@ def test_the_decoder_never_raises(reports: list[bytes], max_length: int) -> None
     assert assembler.malformed == malformed
 
 
-@fuzz_target(200)
+@settings(max_examples=200, deadline=None)
 @given(
     barcodes=st.lists(st.tuples(payloads, aims), min_size=1, max_size=4),
     garbage=st.lists(other_reports, max_size=12),
@@ -214,7 +213,7 @@ def test_round_trip_with_other_reports_interleaved(
     assert assembler.malformed == len(garbage)
 
 
-@fuzz_target(200)
+@settings(max_examples=200, deadline=None)
 @given(
     garbage=st.lists(any_reports, max_size=20),
     payload=payloads,

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from agent.normalise import Kind, Normaliser, NormaliserSettings, escape, gs1, unescape
 from agent.normalise.gs1 import AIS, GS, Part
-from tests.fuzzing import fuzz_target
 
 DEFAULT = Normaliser()
 # The `(AI)value` form of five long AIs can pass the default 512-character limit.
@@ -66,7 +65,7 @@ def is_control(char: str) -> bool:
     return unicodedata.category(char) == "Cc"
 
 
-@fuzz_target(500)
+@settings(max_examples=500, deadline=None)
 @given(data=st.one_of(st.binary(max_size=700), STRUCTURED, ANY_TEXT), hint=HINTS)
 def test_normalise_never_raises(data: bytes, hint: str | None) -> None:
     for normaliser in (DEFAULT, WITH_CUSTOM, TINY):
@@ -100,7 +99,7 @@ def payload_of(text: str) -> str:
     return payload
 
 
-@fuzz_target(300)
+@settings(max_examples=300, deadline=None)
 @given(
     limit=st.integers(1, 64),
     text=st.text(

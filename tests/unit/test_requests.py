@@ -26,7 +26,6 @@ from agent.config import parse_config
 from agent.contract import OPS, HealthResult, Request, Response
 from agent.errors import ErrorCode, LaneError
 from agent.requests import MAX_DEPTH, RequestRouter, ResponseStore
-from tests.fuzzing import fuzz_target
 
 
 class Counter:
@@ -451,7 +450,7 @@ def requests(draw: st.DrawFn, lane: RealLane) -> tuple[str, bytes, Any]:
     return op, json.dumps(value).encode(), value
 
 
-@fuzz_target(300)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_every_payload_gets_a_clear_answer_from_the_real_handlers(data: st.DataObject) -> None:
     lane = real_lane()
@@ -522,7 +521,7 @@ def oversize_store() -> ResponseStore:
     return ResponseStore(path / "requests.sqlite")
 
 
-@fuzz_target(200)
+@settings(max_examples=200, deadline=None)
 @given(
     limit=st.integers(1, 70_000),
     excess=st.integers(1, 70_000),

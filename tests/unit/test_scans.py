@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.contract import DeviceRecord, Event, ScanMessage
@@ -15,7 +15,6 @@ from agent.normalise.kinds import PUBLIC_KINDS
 from agent.scans import NFC_UID, ScanPipeline
 from agent.tokens import TokenVault
 from drivers.base import DeviceState, NdefRecord, RawScan, StatusChange, TagRead, TagRemoved
-from tests.fuzzing import fuzz_target
 
 
 class Lane:
@@ -185,7 +184,7 @@ EVENTS = st.lists(
 )
 
 
-@fuzz_target(200)
+@settings(max_examples=200, deadline=None)
 @given(events=EVENTS)
 def test_any_scan_becomes_one_publishable_message(events: list[RawScan | TagRead]) -> None:
     lane = Lane(flows=False)  # flows run as tasks, which need a loop; this test has none
