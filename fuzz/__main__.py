@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fuzz.targets import MAX_LENGTHS, TARGETS
+from fuzz.targets import DICTIONARIES, MAX_LENGTHS, TARGETS
 
 SEEDS = Path(__file__).parent / "corpus"
 WORK = Path("build/fuzz")
@@ -62,6 +62,10 @@ def run(name: str, runs: int) -> Outcome:
         str(corpus),
         str(SEEDS / name),
     ]
+    if name in DICTIONARIES:
+        dictionary = work / "dictionary"
+        dictionary.write_text("".join(f"{_quoted(word)}\n" for word in DICTIONARIES[name]))
+        command.insert(-2, f"-dict={dictionary}")
     started = time.monotonic()
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -83,6 +87,15 @@ def run(name: str, runs: int) -> Outcome:
         log=log,
         failure=failure[1] if failure else "",
         artifacts=re.findall(r"Test unit written to (\S+)", text),
+    )
+
+
+def _quoted(word: bytes) -> str:
+    """A libFuzzer dictionary entry: printable ASCII as itself, the rest as \\xNN."""
+    return (
+        '"'
+        + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02X}" for b in word)
+        + '"'
     )
 
 

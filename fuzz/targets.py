@@ -10,6 +10,7 @@ independent: every harness starts from the same state, so a saved crash replays 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import re
 import shutil
@@ -86,6 +87,27 @@ _FRAMING_ERROR = re.compile(
     r"|control character 0x[0-9A-F]{2} at position \d+"
 )
 _TOKEN_ID = re.compile(r"tok_[0-9a-f]{16}")
+# The value of a valid token of each built-in kind, written apart from the rules: the codes the
+# flows send to providers; GTINs and coupons also need a right check digit (`_mod10_ok`).
+_VALUE_SHAPES = {
+    Kind.PRODUCT_GTIN: re.compile(r"[0-9]{8}|[0-9]{13,14}"),
+    Kind.COUPON: re.compile(r"(?:98[1-4][0-9]|99[0-9]{2})[0-9]{9}"),
+    Kind.GIFT_VOUCHER_CODE: re.compile(r"[0-9]{12}"),
+    Kind.LOYALTY_REDEMPTION_CODE: re.compile(r"[0-9]{7}"),
+    Kind.LOYALTY_CARD: re.compile(r"[0-9]{16}"),
+    Kind.PHONE: re.compile(r"[0-9]{10}"),
+    Kind.EMAIL: re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+    Kind.LOYALTY_SINGLE_SCAN: re.compile(
+        r"[0-9a-f]{6,34}|[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+    ),
+    Kind.GIFT_VOUCHER_TOKEN: re.compile(r"[^/\s]+"),
+    NFC_UID: re.compile(r"[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20}"),
+}
+
+
+def _mod10_ok(digits: str) -> bool:
+    """GS1 check digit, check digit included: weights 1, 3, 1... from the right."""
+    return sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(reversed(digits))) % 10 == 0
 
 
 def _pipeline(normaliser: Normaliser) -> tuple[ScanPipeline, TokenVault]:
@@ -126,6 +148,12 @@ def _check_token(token: Token) -> None:
         # Framing lets nothing through that a screen or a provider would choke on.
         assert not any(unicodedata.category(c) == "Cc" and c != gs1.GS for c in token.value), token
         token.value.encode("utf-8")  # raises on a lone surrogate
+        shape = _VALUE_SHAPES.get(token.kind)
+        assert shape is None or shape.fullmatch(token.value), f"not a {token.kind}: {token}"
+        if token.kind in (Kind.PRODUCT_GTIN, Kind.COUPON):
+            assert _mod10_ok(token.value), f"wrong check digit: {token}"
+        if token.kind in (Kind.EMAIL, Kind.LOYALTY_SINGLE_SCAN):
+            assert token.value == token.value.lower(), token
     if token.ais is not None:
         assert (token.kind, token.valid) == (Kind.GS1, True), token
         assert gs1.parse(token.value) == token.ais, "a GS1 value does not parse back to its AIs"
@@ -148,6 +176,8 @@ def _check_message(message: ScanMessage, token: Token) -> None:
     assert message.valid is (message.token_id is not None), message
     assert message.token_id is None or _TOKEN_ID.fullmatch(message.token_id), message
     assert message.ais is None or message.kind == Kind.GS1, message
+    if message.kind == NFC_UID:
+        _check_token(token)
     assert token.secret or token.kind in PUBLIC_KINDS, f"a {token.kind} is not masked"
     if not token.secret:
         assert message.value == token.value == message.display, message
@@ -173,7 +203,8 @@ def gs1_parser(data: bytes) -> None:
         return
     assert ais, f"{text!r} parsed to no AI"
     for ai, value in ais.items():
-        assert ai in gs1.AIS and value and gs1.GS not in value, (ai, value)
+        assert ai in gs1.AIS and _ai_format(ai).fullmatch(value), (ai, value)
+        _check_linted(ai, value)
     assert list(gs1.parse(gs1.render(ais)).items()) == list(ais.items()), "render round trip"
     assert list(gs1.parse(_scanner_form(ais)).items()) == list(ais.items()), "raw round trip"
 
@@ -184,6 +215,42 @@ def _parse_gs1(text: str) -> tuple[dict[str, str], str | None]:
         return gs1.parse(text), None
     except gs1.GS1Error as exc:
         return {}, str(exc)
+
+
+_CSETS = {
+    "N": "0-9",
+    "X": "!\"%&'()*+,\\-./0-9:;<=>?A-Z_a-z",  # GS1 CSET 82
+    "Y": "#\\-/0-9A-Z",  # GS1 CSET 39
+}
+_FORMATS: dict[str, re.Pattern[str]] = {}
+
+
+def _ai_format(ai: str) -> re.Pattern[str]:
+    """The AI's format as a regular expression, written from its table entry (`N13,csum [X..17]`),
+    not from the parser's own checks."""
+    if ai not in _FORMATS:
+        pattern = ""
+        for part in gs1.AIS[ai].parts:
+            chars = f"[{_CSETS[part.charset]}]{{{part.min_length},{part.max_length}}}"
+            pattern += f"(?:{chars})?" if part.optional else chars
+        _FORMATS[ai] = re.compile(pattern)
+    return _FORMATS[ai]
+
+
+def _check_linted(ai: str, value: str) -> None:
+    """Check digits, dates and times of an accepted value, checked with the standard library."""
+    start = 0
+    for part in gs1.AIS[ai].parts:
+        chunk = value[start : start + part.max_length]
+        start += part.max_length
+        if part.linter == "csum":
+            assert _mod10_ok(chunk), f"({ai}){value}: wrong check digit accepted"
+        elif part.linter in ("yymmdd", "yymmd0", "yymmddhh"):
+            day = int(chunk[4:6]) or (1 if part.linter == "yymmd0" else 0)
+            datetime.date(2000 + int(chunk[:2]), int(chunk[2:4]), day)  # raises on a bad date
+            assert int(chunk[6:] or 0) <= 23, f"({ai}){value}: bad hour accepted"
+        elif part.linter == "hhmm":
+            datetime.time(int(chunk[:2]), int(chunk[2:]))  # raises on a bad time
 
 
 def _scanner_form(ais: dict[str, str]) -> str:
@@ -374,7 +441,9 @@ def requests(data: bytes) -> None:
     else:
         assert answer.error is not None and answer.data is None, answer
         assert answer.error.code in _DECODE_ERRORS and answer.error.message, answer.error
-        assert (answer.error.code is ErrorCode.UNKNOWN_OP) is (op not in OPS and bool(request_id))
+        # An unknown op is named as such once the payload is a request (it has a request_id).
+        unknown_op = op not in OPS and answer.request_id is not None
+        assert (answer.error.code is ErrorCode.UNKNOWN_OP) is unknown_op, (op, answer)
         assert not _HANDLER.calls, "an op ran for a request that was refused"
     again = _LOOP.run_until_complete(_ROUTER.handle(op, payload))
     assert again.model_dump(exclude={"ts"}) == answer.model_dump(exclude={"ts"}), (answer, again)
@@ -384,12 +453,13 @@ def requests(data: bytes) -> None:
 
 
 def _request_id(payload: bytes) -> str | None:
-    """The request_id an answer may echo: a non-empty string at the top of a JSON object."""
+    """The request_id an answer may echo: a non-empty string at the top of a JSON object, in
+    UTF-8 (json.loads would also take bytes in UTF-16 or with a BOM, which the agent refuses)."""
     if len(payload) > _MAX_PAYLOAD:
         return None
     try:
-        value = json.loads(payload)
-    except (ValueError, RecursionError):
+        value = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     request_id = value.get("request_id") if isinstance(value, dict) else None
     return request_id if isinstance(request_id, str) and request_id else None
@@ -412,3 +482,33 @@ MAX_LENGTHS: dict[str, int] = {
     "requests": 4096,  # past the 2048-byte payload limit
 }
 """The longest input libFuzzer makes per target."""
+
+
+def _schema_words(schema: object) -> set[str]:
+    """Property names and enumerated values anywhere in a JSON Schema."""
+    if isinstance(schema, list):
+        return set().union(*map(_schema_words, schema))
+    if not isinstance(schema, dict):
+        return set()
+    words = set(schema.get("properties", {}))
+    words.update(v for v in schema.get("enum", []) if isinstance(v, str))
+    if isinstance(schema.get("const"), str):
+        words.add(schema["const"])
+    return words.union(*map(_schema_words, schema.values()))
+
+
+_REQUEST_WORDS = set().union(*(_schema_words(s.params.model_json_schema()) for s in OPS.values()))
+DICTIONARIES: dict[str, list[bytes]] = {
+    # The regular expressions the rules match with are not instrumented: their landmarks.
+    "normaliser": [
+        *(f"]{aim}".encode() for aim in ("C1", "Q3", "d2", "e0", "E0", "E4", "Q1", "F0")),
+        *(b"http://", b"https://", b"giftlocal.com", b"example.org", b"Punchh", b"(01)"),
+        *(b"@", b".com", b"+1 ", b"\x1d", b"\r\n", b"-", b"  "),
+    ],
+    # JSON is parsed and validated in C and Rust, out of libFuzzer's sight: the contract's words.
+    "requests": [
+        *(json.dumps(word).encode() for word in sorted(_REQUEST_WORDS)),
+        *(b'"tok_0123456789abcdef"', b"null", b"true", b"-1", b"1e400", b"NaN", b'"\\ud800"'),
+    ],
+}
+"""libFuzzer dictionaries: fragments it splices into inputs, per target."""
