@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 from typing import cast
 
-from agent import __version__
+from agent import __version__, faults
 from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
 from agent.config import EXIT_CONFIG, Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
@@ -324,6 +324,7 @@ async def run_daemon(config: Config) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
     ignore_closed_socket_race(asyncio.get_running_loop())
+    faults.install(asyncio.get_running_loop())
     try:
         agent = LaneAgent(config)
     except LaneError as exc:  # a provider without its key, a ledger that cannot be opened

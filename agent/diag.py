@@ -37,6 +37,7 @@ from agent.errors import LaneError
 from agent.normalise import Normaliser, escape
 from agent.registry import ProviderEnv
 from agent.secrets import read_secret
+from agent.unit_policy import UnitPolicy, installed_policy, service_access
 from drivers.base import (
     DriverEvent,
     DroppedInput,
@@ -70,6 +71,8 @@ def _claims(found: Found, settings: DeviceSettings) -> bool:
             return hidpos and _usb_matches(found, settings.vendor_id, settings.product_id)
         case NfcSettings():
             parts = settings.path.split(":")
+            if parts[0] == "tty" and len(parts) >= 2:  # nfcpy's tty:ACM0:pn532 form
+                return found.bus == "serial" and found.path == f"/dev/tty{parts[1]}"
             if parts[0] != "usb" or not any("NFC reader" in note for note in found.notes):
                 return False
             if len(parts) == 3 and len(parts[1]) == 3:  # nfcpy's usb:BUS:DEV form
@@ -85,23 +88,61 @@ def claimant(found: Found, devices: dict[str, DeviceSettings]) -> str | None:
     return next((d for d, settings in devices.items() if _claims(found, settings)), None)
 
 
-def inventory() -> dict[str, list[Found]]:
+NFC = "NFC readers"
+NFC_NONE = (
+    ": a USB reader nfcpy drives shows here when plugged in; a serial one (PN532 on a UART) "
+    'once the config names it, e.g. path = "tty:USB0:pn532"'
+)
+
+
+def _is_nfc(found: Found, devices: dict[str, DeviceSettings]) -> bool:
+    """A USB reader nfcpy knows, or a serial port the config names as an NFC reader."""
+    if any("NFC reader" in note for note in found.notes):
+        return True
+    owner = claimant(found, devices)
+    return owner is not None and isinstance(devices[owner], NfcSettings)
+
+
+def inventory(devices: dict[str, DeviceSettings] | None = None) -> dict[str, list[Found]]:
+    """Every device by section; NFC readers (USB, or serial ones the config names) have their
+    own, since to a technician a reader is not "some USB device"."""
+    devices = devices or {}
+    serial, usb = serial_ports(), usb_devices()
     return {
         "Input devices (keyboard-wedge scanners)": input_devices(),
-        "Serial ports": serial_ports(),
-        "USB devices": usb_devices(),
+        "Serial ports": [f for f in serial if not _is_nfc(f, devices)],
+        NFC: [f for f in usb + serial if _is_nfc(f, devices)],
+        "USB devices": [f for f in usb if not _is_nfc(f, devices)],
     }
+
+
+def _service_line(policy: UnitPolicy | None, found: Found) -> str | None:
+    """Whether the installed unit lets the service open a device that matters to the lane."""
+    relevant = found.bus in ("input", "serial") or any(
+        "NFC reader" in note or "HID-POS" in note for note in found.notes
+    )
+    if policy is None or not relevant or not Path(found.path).exists():
+        return None
+    return service_access(policy, found.path, write=found.bus != "input")
 
 
 def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> int:
     """Print every device; exit status 1 when a configured device is missing or unusable."""
     devices = dict(config.devices) if config is not None else {}
-    sections = inventory()
+    sections = inventory(devices)
+    policy = installed_policy()
     claimed: dict[str, Found] = {}
     trouble = 0
     if as_json:
         payload = {
-            title: [{**asdict(f), "claimed_by": claimant(f, devices)} for f in found]
+            title: [
+                {
+                    **asdict(f),
+                    "claimed_by": claimant(f, devices),
+                    "service": _service_line(policy, f),
+                }
+                for f in found
+            ]
             for title, found in sections.items()
         }
         json.dump(payload, out, indent=2)
@@ -110,7 +151,7 @@ def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> 
         if not as_json:
             out.write(f"{title}:\n")
             if not found:
-                out.write("  (none)\n")
+                out.write(f"  (none{NFC_NONE if title == NFC else ''})\n")
         for f in found:
             owner = claimant(f, devices)
             if owner is not None:
@@ -128,6 +169,9 @@ def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> 
                 out.write(f"      {key}: {value}\n")
             if owner is not None:
                 out.write(f"      used by config: devices.{owner}\n")
+            service = _service_line(policy, f)
+            if service is not None:
+                out.write(f"      {service}\n")
             if f.problem is not None:
                 out.write(f"      CANNOT OPEN: {f.problem.reason}\n      fix: {f.problem.fix}\n")
     if as_json:
