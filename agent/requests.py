@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from agent import statedb
 from agent.contract import OPS, ErrorBody, Request, Response
 from agent.errors import ErrorCode, LaneError, out_of_space
 
@@ -67,20 +68,13 @@ class ResponseStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
-            " answer TEXT NOT NULL, created REAL NOT NULL, params_digest TEXT)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
-        if "params_digest" not in columns:  # a table kept before params were compared
-            self._db.execute("ALTER TABLE responses ADD COLUMN params_digest TEXT")
+        statedb.migrate(self._db, path, MIGRATIONS)
         self._forget_digests_of_another_key()
         self._db.execute("DELETE FROM responses WHERE created < ?", (time.time() - keep,))
 
     def _forget_digests_of_another_key(self) -> None:
         """Digests made under a key file that was since lost cannot be compared: they become
         unknown, like those of old rows, instead of making every repeat a conflict."""
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         check = hmac.new(self._key, b"key check", hashlib.sha256).hexdigest()
         row = self._db.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
         if row is None or row[0] != check:
@@ -332,3 +326,21 @@ class RequestRouter:
         return Response(
             request_id=params.request_id, status="ok", data=result.model_dump(mode="json")
         )
+
+
+def _add_params_digest(db: sqlite3.Connection) -> None:
+    """Params compared by digest (request_id_conflict); rows kept before have none."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    if "params_digest" not in columns:  # an unversioned file may have it already
+        db.execute("ALTER TABLE responses ADD COLUMN params_digest TEXT")
+    db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+
+
+# requests.sqlite's schema steps (agent/statedb.py); append, never edit one that shipped.
+MIGRATIONS: tuple[statedb.Step, ...] = (
+    statedb.script(
+        "CREATE TABLE IF NOT EXISTS responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
+        " answer TEXT NOT NULL, created REAL NOT NULL)"
+    ),
+    _add_params_digest,
+)
