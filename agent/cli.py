@@ -223,6 +223,27 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kseries_notify(args: argparse.Namespace) -> int:
+    from agent import kseries_notify
+    from agent.app import install_signal_handlers
+    from agent.logs import setup_logging
+
+    try:
+        settings = kseries_notify.load_settings(args.config)
+        kseries_notify.password_of(settings)
+    except ValueError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.log_level)
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        return await kseries_notify.run(settings, stop)
+
+    return asyncio.run(serve())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lane-agent",
@@ -398,6 +419,20 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("id", type=int)
     drop.add_argument("--yes", action="store_true", help="do not ask")
     outbox.set_defaults(func=cmd_outbox)
+
+    notify = sub.add_parser(
+        "kseries-notify",
+        help="receive K-Series receipt notifications centrally and settle the lanes' card payments",
+        description="On the fleet's central host: accept Lightspeed K-Series real-time "
+        "notifications (HTTP Basic auth, as registered with K-Series) and send the lane that "
+        "took a card payment on a finalized receipt order.paid, on a voided one order.void or "
+        "order.refund, over the central broker (docs/providers/kseries.md).",
+    )
+    notify.add_argument("-c", "--config", type=Path, required=True, help="kseries-notify.toml")
+    notify.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+    )
+    notify.set_defaults(func=cmd_kseries_notify)
     return parser
 
 
