@@ -144,7 +144,7 @@ def _diag_config(args: argparse.Namespace, required: bool) -> tuple[int, Config 
 def cmd_diag(args: argparse.Namespace) -> int:
     from agent import diag
 
-    code, config = _diag_config(args, required=args.diag in {"monitor", "health"})
+    code, config = _diag_config(args, required=args.diag in {"monitor", "health", "providers"})
     if code:
         return code
     if args.diag == "devices":
@@ -156,6 +156,8 @@ def cmd_diag(args: argparse.Namespace) -> int:
     assert config is not None
     if args.diag == "health":
         return asyncio.run(diag.health(config, sys.stdout))
+    if args.diag == "providers":
+        return asyncio.run(diag.providers(config, sys.stdout))
 
     async def run_monitor() -> int:
         from agent.app import install_signal_handlers
@@ -322,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diag = sub.add_parser(
         "diag",
-        help="technician diagnostics: devices, monitor, health, bundle",
+        help="technician diagnostics: devices, monitor, health, providers, bundle",
         description="Diagnostics for a lane where a device does nothing. Stop the daemon first "
         "for `monitor` (it grabs the device): `systemctl stop lane-agent`.",
     )
@@ -362,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
         "check each device, the broker and each provider",
         "Run the internal and external health check of every configured device, connect to the "
         "broker and check each configured provider. Exit 1 if anything fails.",
+    )
+    diag_parser(
+        "providers",
+        "try every endpoint each configured provider uses",
+        "Call each endpoint of each configured provider once with a request that names nothing "
+        "(an empty body, a made-up reference), so nothing moves, and print what answered: a "
+        "wrong path shows as 'no such endpoint', a wrong key as refused. Exit 1 if any fails.",
     )
     bundle = diag_parser(
         "bundle",
