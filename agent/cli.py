@@ -144,7 +144,7 @@ def _diag_config(args: argparse.Namespace, required: bool) -> tuple[int, Config 
 def cmd_diag(args: argparse.Namespace) -> int:
     from agent import diag
 
-    code, config = _diag_config(args, required=args.diag in {"monitor", "health"})
+    code, config = _diag_config(args, required=args.diag in {"monitor", "health", "providers"})
     if code:
         return code
     if args.diag == "devices":
@@ -156,6 +156,8 @@ def cmd_diag(args: argparse.Namespace) -> int:
     assert config is not None
     if args.diag == "health":
         return asyncio.run(diag.health(config, sys.stdout))
+    if args.diag == "providers":
+        return asyncio.run(diag.providers(config, sys.stdout))
 
     async def run_monitor() -> int:
         from agent.app import install_signal_handlers
@@ -221,6 +223,27 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     outbox.drop(entry.id)
     print(f"dropped entry {entry.id}")
     return 0
+
+
+def cmd_kseries_notify(args: argparse.Namespace) -> int:
+    from agent import kseries_notify
+    from agent.app import install_signal_handlers
+    from agent.logs import setup_logging
+
+    try:
+        settings = kseries_notify.load_settings(args.config)
+        kseries_notify.password_of(settings)
+    except ValueError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.log_level)
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        return await kseries_notify.run(settings, stop)
+
+    return asyncio.run(serve())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diag = sub.add_parser(
         "diag",
-        help="technician diagnostics: devices, monitor, health, bundle",
+        help="technician diagnostics: devices, monitor, health, providers, bundle",
         description="Diagnostics for a lane where a device does nothing. Stop the daemon first "
         "for `monitor` (it grabs the device): `systemctl stop lane-agent`.",
     )
@@ -341,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
         "check each device, the broker and each provider",
         "Run the internal and external health check of every configured device, connect to the "
         "broker and check each configured provider. Exit 1 if anything fails.",
+    )
+    diag_parser(
+        "providers",
+        "try every endpoint each configured provider uses",
+        "Call each endpoint of each configured provider once with a request that names nothing "
+        "(an empty body, a made-up reference), so nothing moves, and print what answered: a "
+        "wrong path shows as 'no such endpoint', a wrong key as refused. Exit 1 if any fails.",
     )
     bundle = diag_parser(
         "bundle",
@@ -398,6 +428,20 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("id", type=int)
     drop.add_argument("--yes", action="store_true", help="do not ask")
     outbox.set_defaults(func=cmd_outbox)
+
+    notify = sub.add_parser(
+        "kseries-notify",
+        help="receive K-Series receipt notifications centrally and settle the lanes' card payments",
+        description="On the fleet's central host: accept Lightspeed K-Series real-time "
+        "notifications (HTTP Basic auth, as registered with K-Series) and send the lane that "
+        "took a card payment on a finalized receipt order.paid, on a voided one order.void or "
+        "order.refund, over the central broker (docs/providers/kseries.md).",
+    )
+    notify.add_argument("-c", "--config", type=Path, required=True, help="kseries-notify.toml")
+    notify.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+    )
+    notify.set_defaults(func=cmd_kseries_notify)
     return parser
 
 

@@ -3,7 +3,8 @@
 `devices` lists the hardware, which config entry claims each device and, for one that cannot be
 opened, why and the exact fix; `monitor` shows what a device sends, live, so a wrong keyboard
 layout or a missing Enter suffix is visible at a glance; `health` runs every check the daemon
-can; `bundle` packs it all, with recent logs, into one archive for support.
+can; `providers` tries every endpoint each provider uses, so a wrong path shows on day one;
+`bundle` packs it all, with recent logs, into one archive for support.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from agent.bus import tls_context
 from agent.config import Config, DeviceSettings, FifoDeviceSettings
 from agent.errors import LaneError
 from agent.normalise import Normaliser, escape
+from agent.providers.http import ChecksEndpoints
 from agent.registry import ProviderEnv
 from agent.secrets import read_secret
 from agent.unit_policy import UnitPolicy, installed_policy, service_access
@@ -310,6 +312,38 @@ async def health(config: Config, out: TextIO) -> int:
     for name, ok, detail in rows:
         out.write(f"{name:<{width}}  {'OK  ' if ok else 'FAIL'}  {detail}\n")
     return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+async def providers(config: Config, out: TextIO) -> int:
+    """Each configured provider's endpoints, each tried with a call that moves nothing, and
+    what answered; a provider that cannot try its endpoints one by one runs its health check."""
+    env = ProviderEnv(config.lane.store, config.lane.lane, config.state_dir())
+    failed = 0
+    names = config.configured_providers()
+    if not names:
+        out.write("no providers configured\n")
+    for name in names:
+        out.write(f"provider {name}:\n")
+        try:
+            provider = build_provider(config, name, env)
+        except LaneError as exc:
+            out.write(f"  FAIL  not started: {exc.message}\n")
+            failed += 1
+            continue
+        try:
+            if isinstance(provider, ChecksEndpoints):
+                for check in await provider.check_endpoints():
+                    mark = "OK  " if check.ok else "FAIL"
+                    out.write(f"  {mark}  {check.method} {check.path}  {check.endpoint}\n")
+                    out.write(f"        {check.detail}\n")
+                    failed += not check.ok
+            else:
+                ok, detail = await provider.check_health()
+                out.write(f"  {'OK  ' if ok else 'FAIL'}  health check: {detail}\n")
+                failed += not ok
+        finally:
+            await provider.aclose()
+    return 1 if failed else 0
 
 
 # Commented-out lines count too: a key pasted in and "disabled" with # is still a leak.

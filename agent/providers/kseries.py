@@ -32,7 +32,7 @@ from agent.providers.cards import (
     CardStatus,
     RedemptionStatus,
 )
-from agent.providers.http import ProviderClient, error_message
+from agent.providers.http import EndpointCheck, ProviderClient, error_message, probe
 from agent.providers.settings import KSeriesSettings
 from agent.registry import ProviderEnv
 from agent.secrets import read_key
@@ -290,6 +290,21 @@ class KSeriesCardProvider:
         except ProviderError as exc:
             return False, f"{self._base_url}: {exc.code}: {exc.message}"
         return True, f"{self._base_url}: reachable, API key accepted"
+
+    async def check_endpoints(self) -> list[EndpointCheck]:
+        """The look-up with an empty body (400 where it exists) and the find with the health
+        reference (200). The reversal path is not tried: only a real debit's id could tell a
+        wrong path from an unknown debit."""
+        return [
+            await probe(self._client, "card look-up (LOOKUP_PATH)", "POST", LOOKUP_PATH, json={}),
+            await probe(
+                self._client,
+                "find a debit by reference (REDEMPTIONS_PATH)",
+                "GET",
+                REDEMPTIONS_PATH,
+                params={"reference": HEALTH_REFERENCE},
+            ),
+        ]
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -100,8 +100,16 @@ class PetzSettings(HttpProviderSettings):
     )
     capture_path: Literal["/posface/auth/capture/", "/posface/auth/redeem/"] = Field(
         "/posface/auth/capture/",
-        description="the course names both paths for capturing an authorization (UNCERTAIN "
-        "which is live)",
+        description="seed 001 names both: 'Coupon Redemption: /posface/auth/capture/' and "
+        "'capturing the coupon authorization through the /posface/auth/redeem/ endpoint' "
+        "(UNCERTAIN which is live; `lane-agent diag providers` tries it)",
+    )
+    order_path: str = Field(
+        "/posface/order/set/",
+        pattern=r"^/[\x21-\x7e]*$",
+        description="order sync, authorization release (order sent as void): NOT in seed 001, "
+        "our guess in the style of its /posface/customer/set/ (UNCERTAIN; `lane-agent diag "
+        "providers` tries it)",
     )
     currency_decimals: int = Field(
         2, ge=0, le=3, description="decimal places of the store currency (PETZ sends decimals)"
