@@ -195,7 +195,8 @@ class _Read(BaseModel):
 class _Gift(_Read):
     """The gift in a validate answer (and in redeem and reversal answers when they carry it),
     read from the answer's top level and its `voucher` object merged: the seed writes
-    `voucher.isRedeemable` but the other three of its names bare."""
+    `voucher.isRedeemable` but the other three of its names bare. UNCERTAIN: every name but the
+    seed's four and `voucherID`."""
 
     # seed 003
     is_redeemable: _Optional[bool] = Field(None, alias="isRedeemable")
@@ -204,7 +205,7 @@ class _Gift(_Read):
     present_value_description: _Optional[str] = Field(None, alias="voucherPresentValueDescription")
     # the public guidance page: redeem's `voucherID` "is retrieved during the validation call"
     voucher_id: _Optional[_Id] = Field(None, alias="voucherID")
-    # UNCERTAIN: our guesses, each optional
+    # our guesses, each optional
     voucher_type: _Optional[str] = Field(None, alias="voucherType")
     currency_code: _Optional[Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]] = Field(
         None, alias="currencyCode"
