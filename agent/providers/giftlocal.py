@@ -278,6 +278,10 @@ class _Ticket(_Sent):
 
 
 _NESTED: Final = frozenset({"voucher", TRANSACTION_FIELD})
+# Every name some part of the adapter reads: a top-level record is also offered to `_Gift`.
+_KNOWN: Final = _NESTED | {
+    field.alias or name for model in (_Gift, _Record) for name, field in model.model_fields.items()
+}
 
 
 def _object(data: object, field: str | None = None) -> dict[str, Any]:
@@ -332,7 +336,9 @@ class GiftLocalProvider:
         full = self._validate_body(ref, location, ticket, plain=self._plain)
         response = await self._client.call("POST", VALIDATE_PATH, write=False, json=full)
         plain = self._validate_body(ref, location, ticket, plain=True)
-        if response.status_code == 400 and full != plain:
+        if (
+            response.status_code == 400 and full != plain
+        ):  # a guess refused: see VOUCHER_CODE_AS_TEXT
             response = await self._client.call("POST", VALIDATE_PATH, write=False, json=plain)
             if response.status_code != 400:
                 log.warning(
@@ -523,7 +529,7 @@ class GiftLocalProvider:
         """`data` as `model` (which cannot fail: every field is optional); the names the adapter
         does not know are logged once each, so a real answer's shape shows in the log."""
         part = model.model_validate(data)
-        unknown = set(part.model_extra or ()) - _NESTED - self._unknown_fields
+        unknown = set(part.model_extra or ()) - _KNOWN - self._unknown_fields
         if unknown:
             self._unknown_fields |= unknown
             log.info("%s %s: ignored fields %s", LABEL, what, ", ".join(sorted(unknown)))
