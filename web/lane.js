@@ -317,18 +317,31 @@ $("offer-button").addEventListener("click", () => {
   }
 });
 
+/** What a redemption or reversal moved: "2 × Coffee", "$12.50", or "its value" when the
+ *  provider's answer said neither (`gift` is null when the answer did not describe the gift). */
+function movedText(result) {
+  const { gift } = result;
+  if (result.quantity != null) {
+    return `${result.quantity} × ${gift?.item_label ?? "items"}`;
+  }
+  return result.amount != null ? formatMoney(result.amount, gift?.currency) : "its value";
+}
+
 function giftRedeemed(data) {
   const { redemption } = data;
-  if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === redemption.gift_id) {
-    lane.gift.status = redemption.gift;
+  const { gift } = redemption;
+  if (gift && lane.gift?.kind === "gift" && lane.gift.status.gift_id === redemption.gift_id) {
+    lane.gift.status = gift;
     renderGift();
   }
   lane.lastTransaction = redemption.transaction_id;
-  const gift = redemption.gift;
-  $("redeemed").textContent =
-    redemption.quantity != null
-      ? `Redeemed ${redemption.quantity} × ${gift.item_label}; ${gift.item_quantity} left.`
-      : `Redeemed ${formatMoney(redemption.amount, gift.currency)}; balance ${formatMoney(gift.balance, gift.currency)}.`;
+  let left = "";
+  if (redemption.quantity != null && gift?.item_quantity != null) {
+    left = `; ${gift.item_quantity} left`;
+  } else if (redemption.quantity == null && gift?.balance != null) {
+    left = `; balance ${formatMoney(gift.balance, gift.currency)}`;
+  }
+  $("redeemed").textContent = `Redeemed ${movedText(redemption)}${left}.`;
   $("reverse-button").hidden = false;
 }
 
@@ -368,15 +381,11 @@ function showReversal(result) {
   } else {
     const { reversal, display } = result;
     transactionId = reversal.transaction_id;
-    if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
+    if (reversal.gift && lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
       lane.gift.status = reversal.gift;
       renderGift();
     }
-    const back =
-      reversal.quantity != null
-        ? `${reversal.quantity} × ${reversal.gift.item_label}`
-        : formatMoney(reversal.amount, reversal.gift.currency);
-    $("redeemed").textContent = `Reversed: ${back} back on ${display ? `gift ${display}` : "the gift"}.`;
+    $("redeemed").textContent = `Reversed: ${movedText(reversal)} back on ${display ? `gift ${display}` : "the gift"}.`;
   }
   if (lane.lastTransaction === transactionId) {
     // Only what "Reverse" would act on: a void giving back another tender leaves it offered.

@@ -39,7 +39,7 @@ from agent.flows.orders import outcome
 from agent.journal import IntentState, RedemptionJournal
 from agent.money import shown
 from agent.normalise import Kind, Token
-from agent.orders import Order
+from agent.orders import Order, OrderSnapshot
 from agent.providers.base import (
     GiftProvider,
     GiftRef,
@@ -173,7 +173,9 @@ class GiftFlow:
         """Validate a freshly scanned gift and tell the POS what it is worth."""
         shown = display(token)
         try:
-            gift = await self.provider.validate(gift_ref(token), location=self._location)
+            gift = await self.provider.validate(
+                gift_ref(token), location=self._location, ticket=self._ticket()
+            )
         except LaneError as exc:
             log.info("gift %s (%s) not validated: %s", shown, token_id, exc.code)
             data = GiftInvalidData(
@@ -190,12 +192,21 @@ class GiftFlow:
         )
         self._emit(Event(type="gift.validated", data=validated.model_dump(mode="json")))
 
+    def _ticket(self) -> OrderSnapshot | None:
+        """The open order, for the validations the cashier sees (the provider may check an item
+        gift's items against it). Not for those whose balance the redemption journal compares
+        (before a redeem, after a lost answer): a ticket could shape what the gift shows."""
+        order = self._book.current()
+        return None if order is None else order.snapshot
+
     def _token(self, token_id: str) -> Token:
         return self._vault.require(token_id, GIFT_KINDS, "a gift")
 
     async def validate(self, params: GiftValidateParams) -> ValidateResult:
         token = self._token(params.token_id)
-        gift = await self.provider.validate(gift_ref(token), location=self._location)
+        gift = await self.provider.validate(
+            gift_ref(token), location=self._location, ticket=self._ticket()
+        )
         return ValidateResult(provider=self.provider.name, gift=gift)
 
     async def redeem(self, params: GiftRedeemParams) -> RedeemResult:

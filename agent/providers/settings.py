@@ -66,6 +66,13 @@ class GiftLocalSettings(HttpProviderSettings):
         description="the account's currency: scales redeem amounts for a gift this process "
         "has not validated (Gift Local amounts carry no currency)",
     )
+    validation_options: dict[str, str | int | bool] = Field(
+        default_factory=dict,
+        max_length=32,
+        description='Gift Local\'s optional "Validation Options" as names and values, sent as '
+        "given with validate and redeem; seed 003 names the input but not its fields, so set "
+        "only what Gift Local tells you. None by default",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> GiftLocalSettings:
