@@ -41,7 +41,7 @@ from agent.providers.punchh import (
 from agent.providers.settings import PunchhSettings
 from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, PunchhSimulator
 from simulators.server import Request, Response
-from tests.contracts import exchange_violations
+from tests.contracts import exchange_violations, violations
 from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Json, Served, served
 
 WHEN = datetime(2025, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=-5)))
@@ -139,6 +139,30 @@ async def committed(
     tx = transaction("uid-1", "000000000001", "T1")
     await punchh.redeem_query(guest, ORDER, receipt_datetime=WHEN, **tx)
     return guest, await punchh.redeem_commit(guest, ORDER, receipt_datetime=WHEN, **tx)
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "found"),
+    [
+        ("/api/pos/checkins", {"transaction_no": "A-1001"}, "/transaction_no: 'A-1001'"),
+        ("/api/pos/checkins", {"amount": 6.5}, "'amount' was unexpected"),
+        ("/api/pos/checkins", {"revenue_id": None}, "'revenue_id' is a required property"),
+        ("/api/pos/batch_redemptions", {"query": False}, "/query: True was expected"),
+        ("/receipt_details", {"punchh_key": "1"}, "/punchh_key: '1' does not match"),
+    ],
+)
+async def test_the_contracts_refuse_what_the_spec_does_not_allow(
+    sim: Served, punchh: PunchhLoyaltyProvider, path: str, change: Json, found: str
+) -> None:
+    """The schemas are not vacuous: each of these was in the adapter's requests before."""
+    await committed(punchh, Selection("reward", "7001"))
+    tx = transaction("uid-1", "000000000001", "T1")
+    await punchh.checkin(ANA, ORDER, **tx)
+    await punchh.receipt_details(ORDER, receipt_key="000000000001", transaction_no="T1")
+    (request, *_) = sim.sent(path)
+    body = {k: v for k, v in {**json.loads(request["body"]), **change}.items() if v is not None}
+    errors = violations("punchh", "POST", path, "request", body)
+    assert any(found in error for error in errors), errors
 
 
 # -- configuration ----------------------------------------------------------------------------
