@@ -313,6 +313,9 @@ _KIND_MEANING = {
     Kind.GS1: "a GS1 element string from a GS1 symbology (GS1-128, GS1 DataMatrix or QR, "
     "DataBar); the scan's `ais` has its application identifiers",
     Kind.COUPON: "13 digits starting 981 to 984 or 99, with a good check digit",
+    Kind.LOYALTY_RECEIPT: "a Punchh receipt barcode (EAN-13, or the same digits in a QR code) "
+    "of a location in `normaliser.receipt_short_keys`, parity digit and key checksum good; the "
+    "value is the 12-digit receipt key",
     Kind.PRODUCT_GTIN: "an EAN-13, EAN-8 or GTIN-14 product code",
     Kind.GIFT_VOUCHER_CODE: "12 digits, maybe grouped with spaces or dashes, not from an EAN or "
     "UPC barcode: a gift voucher code, or a 12-digit gift card number",

@@ -15,6 +15,8 @@ sends the right wire format:
   `line_items` unchanged (422 otherwise, as Punchh re-validates) and is applied at most once per
   `external_uid`: a repeated commit returns the first answer (the real API's replay behaviour
   is UNCERTAIN);
+- check-in and receipt details per the public POS spec (tests/contracts/punchh): its field
+  names, `revenue_id`/`revenue_code` on a check-in, `transaction_no` an integer;
 - a check-in repeated with the same `external_uid` returns the first answer and earns nothing
   more (UNCERTAIN for the real API, which only says it "prevents duplicates");
 - error bodies in Punchh's three shapes: `{"error": "..."}`, `["..."]` and
@@ -271,11 +273,12 @@ RECEIPT: Final = _fields(
     "vendor_transaction_no employee_id employee_name revenue_id revenue_code cc_last4 status "
     "is_test channel",
 )
-CHECKIN: Final = Fields(
-    RECEIPT.required - {"amount", "pos_version", "pos_type"},
-    RECEIPT.optional
-    | {"amount", "pos_version", "pos_type", "external_uid", "sequence_no", "process"}
-    | set(SEARCH_PARAMS),
+CHECKIN: Final = _fields(
+    "pos_version transaction_no receipt_datetime revenue_code revenue_id menu_items "
+    "receipt_amount subtotal_amount punchh_key pos_type channel payable",
+    " ".join(
+        ["sequence_no employee_id employee_name cc_last4 external_uid process", *SEARCH_PARAMS]
+    ),
 )
 
 
@@ -647,7 +650,7 @@ class PunchhSimulator(Simulator):
     @staticmethod
     def _discount_json(a: Applied, *, basket: bool = True) -> dict[str, Any]:
         return {
-            "discount_basket_item_id": a.item.item_id if basket else None,
+            **({"discount_basket_item_id": a.item.item_id} if basket else {}),
             "discount_type": a.item.discount_type,
             "discount_id": a.item.discount_id,
             "discount_amount": _money(a.amount),
@@ -681,7 +684,7 @@ class PunchhSimulator(Simulator):
                 "update_interval": "60",
                 "log_level": "2",
                 "send_to_datasink": "1",
-                "multiple_redemption_on_location": "1",
+                "multiple_redemption_on_location": True,
             },
         )
 
@@ -880,6 +883,7 @@ class PunchhSimulator(Simulator):
         if len(given) != 1:
             raise _missing("exactly one of " + ", ".join(SEARCH_PARAMS))
         _datetime(body)
+        _integer(body, "transaction_no")
         _menu_items(body)
         guest = self._find(given[0], str(body[given[0]]))
         if guest is None:
@@ -908,6 +912,7 @@ class PunchhSimulator(Simulator):
     def receipt_details(self, request: Request) -> Response:
         body = check_fields(request.json(), RECEIPT)
         _datetime(body)
+        _integer(body, "transaction_no")
         _menu_items(body)
         self.receipts.setdefault(str(body["punchh_key"]), []).append(
             {

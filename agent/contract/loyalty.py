@@ -21,6 +21,12 @@ LINE_PREFIX = "loyalty:"
 `loyalty.discounts`; the agent takes them out again to get the order as it was checked."""
 
 
+BARCODE = (
+    "what to print on the receipt (Punchh: the EAN-13 digits, the receipt key and its parity "
+    "digit; print them as an EAN-13 barcode, or in a QR code)"
+)
+
+
 class LoyaltyUserData(_Payload):
     """`loyalty.user`, and the answer to `loyalty.lookup`: the guest, and what they can use."""
 
@@ -113,7 +119,7 @@ class LoyaltyDiscountsData(_Payload):
     failures: list[RedemptionFailure] = Field(description="basket items refused, with reasons")
     total: int = Field(ge=0, description="minor units the lines take off the order")
     receipt_key: str = Field(description="the order's receipt key (Punchh: 12 digits)")
-    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    barcode: str = Field(description=BARCODE)
 
 
 class LoyaltyCheck(_Payload):
@@ -132,7 +138,7 @@ class LoyaltyView(_Payload):
 
     guest: Guest | None = Field(description="null for an order paid without a guest")
     receipt_key: str
-    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    barcode: str = Field(description=BARCODE)
     locked: bool = Field(description="the guest's discount basket may be locked to the order")
     check: LoyaltyCheck | None = Field(description="the last redemption check (nothing redeemed)")
     committed: LoyaltyCheck | None = Field(description="what `order.paid` redeemed")
@@ -156,7 +162,7 @@ class LoyaltyReceiptData(_Payload):
     order_id: str
     provider: str
     receipt_key: str
-    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    barcode: str = Field(description=BARCODE)
     checked_in: bool = Field(description="the guest earned for this order (check-in sent)")
     points_earned: int | None = None
 

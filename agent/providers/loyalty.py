@@ -111,7 +111,9 @@ class RedemptionOutcome(_Model):
 class CheckinResult(_Model):
     """What the earning event gave the guest."""
 
-    guest: Guest
+    guest: Guest | None = Field(
+        None, description="the guest as the answer describes them, when it does"
+    )
     points_earned: int | None = None
 
 

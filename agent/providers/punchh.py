@@ -24,11 +24,20 @@ import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 from agent import __version__
 from agent.errors import ErrorCode, ProviderError
@@ -110,10 +119,10 @@ def from_amount(value: Decimal, decimals: int, rounding: str = ROUND_HALF_UP) ->
     return int(value.scaleb(decimals).quantize(Decimal(1), rounding=rounding))
 
 
-def item_id(*candidates: str | None) -> int:
-    """Punchh wants integer item ids: the first all-digit candidate (SKU, then POS line id),
-    else a stable CRC-32 of the first non-empty one, so one product always gets one id
-    (UNCERTAIN: offers keyed on real menu item ids match only numeric SKUs)."""
+def numeric_id(*candidates: str | None) -> int:
+    """Punchh wants integers for item ids and check-in transaction numbers: the first all-digit
+    candidate, else a stable CRC-32 of the first non-empty one, so one product (or order) always
+    gets one number (UNCERTAIN: offers keyed on real menu item ids match only numeric SKUs)."""
     present = [c for c in candidates if c]
     for candidate in present:
         if candidate.isascii() and candidate.isdigit() and len(candidate) <= 18:
@@ -134,10 +143,10 @@ def line_items(order: OrderSnapshot, decimals: int) -> list[dict[str, Any]]:
             "item_qty": line.quantity,
             "amount": to_amount(line.amount, decimals),
             "item_type": "M",
-            "item_id": item_id(line.sku, line.id),
+            "item_id": numeric_id(line.sku, line.id),
             "item_family": "",
             "item_group": "",
-            "serial_number": f"{index}.0",
+            "serial_number": float(index),
         }
         for index, line in enumerate(order.lines, start=1)
         if line.amount >= 0
@@ -157,12 +166,12 @@ def menu_items(
             line.quantity,
             abs(line.amount),
             "D" if line.amount < 0 else "M",
-            item_id(line.sku, line.id),
+            numeric_id(line.sku, line.id),
         )
         for line in order.lines
     ]
     rows += [
-        (d.name, 1, d.amount, "D", item_id(d.discount_id, d.redemption_id))
+        (d.name, 1, d.amount, "D", numeric_id(d.discount_id, d.redemption_id))
         for d in discounts
         if d.amount
     ]
@@ -175,7 +184,7 @@ def menu_items(
             "item_qty": qty,
             "item_amount": to_amount(amount, decimals),
             "menu_item_type": kind,
-            "menu_item_id": ident,
+            "menu_item_id": str(ident),
             "menu_family": "",
             "menu_major_group": "",
             "serial_number": f"{index}.0",
@@ -217,54 +226,95 @@ def mask_email(email: str) -> str:
 
 
 # -- Punchh's answers --------------------------------------------------------------------------
+#
+# Tolerant readers: the seed names no answer field, so the public spec's names come first. Only
+# the one identifier a read needs is required (a guest's `id`); every other field is optional,
+# and one that is missing or unreadable is left out (and logged) instead of failing the answer.
+# Fields no model names are ignored, and logged once per name. A write's success is its HTTP
+# status: its answer is read the same way and never turns a success into `unknown_outcome`.
+
+_unexpected: set[tuple[str, str]] = set()
+
+
+def _or_none(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        log.info("punchh answered an unreadable %s; left out", info.field_name)
+        return None
+
+
+T = TypeVar("T")
+Lenient = Annotated[T | None, WrapValidator(_or_none)]
+"""An optional answer field: None when Punchh leaves it out or sends something unreadable."""
+
+
+def _present(items: list[T | None] | None) -> list[T]:
+    return [item for item in items or () if item is not None]
 
 
 class _Api(BaseModel):
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _note_unexpected(cls, data: Any) -> Any:
+        """Log (names only: values may be a guest's details) what this model does not read."""
+        if isinstance(data, dict):
+            for name in set(data) - set(cls.model_fields):
+                if (cls.__name__, name) not in _unexpected:
+                    _unexpected.add((cls.__name__, name))
+                    log.debug(
+                        "punchh %s has a field the agent does not read: %s", cls.__name__, name
+                    )
+        return data
+
 
 class _ApiReward(_Api):
     id: str
-    name: str
-    type: str | None = None
-    discount_amount: Decimal | None = None
-    points: Decimal | None = None
-    end_date_tz: str | None = None
+    name: Lenient[str] = None
+    type: Lenient[str] = None
+    discount_amount: Lenient[Decimal] = None
+    points: Lenient[Decimal] = None
+    end_date_tz: Lenient[str] = None
 
 
 class _ApiBalance(_Api):
-    banked_rewards: Decimal = Decimal(0)
-    points_balance: Decimal | None = None
-    unredeemed_cards: int = 0
+    banked_rewards: Lenient[Decimal] = None
+    points_balance: Lenient[Decimal] = None
+    unredeemed_cards: Lenient[int] = None
+    membership_level: Lenient[str] = None
 
 
 class _ApiUser(_Api):
     id: str
-    first_name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    balance: _ApiBalance = Field(default_factory=_ApiBalance)
-    rewards: list[_ApiReward] = []
+    first_name: Lenient[str] = None
+    email: Lenient[str] = None
+    phone: Lenient[str] = None
+    balance: Lenient[_ApiBalance] = None
+    rewards: Lenient[list[Lenient[_ApiReward]]] = None
 
 
-class _ApiCheckin(_ApiUser):
-    points_earned: Decimal | None = None
+class _ApiCheckin(_Api):
+    """What a check-in earned; the guest it describes is read apart, as an `_ApiUser`."""
+
+    points_earned: Lenient[Decimal] = None
 
 
 class _ApiDetails(_Api):
-    name: str | None = None
+    name: Lenient[str] = None
 
 
 class _ApiDiscount(_Api):
-    discount_basket_item_id: str | None = None
-    discount_type: str | None = None
-    discount_id: str | None = None
-    discount_amount: Decimal | None = None
-    discount_value: Decimal | None = None
-    qualified: bool | None = None
-    redemption_id: str | None = None
-    message: list[str] | str | None = None
-    discount_details: _ApiDetails | None = None
+    discount_basket_item_id: Lenient[str] = None
+    discount_type: Lenient[str] = None
+    discount_id: Lenient[str] = None
+    discount_amount: Lenient[Decimal] = None
+    discount_value: Lenient[Decimal] = None
+    qualified: Lenient[bool] = None
+    redemption_id: Lenient[str] = None
+    message: Lenient[list[str] | str] = None
+    discount_details: Lenient[_ApiDetails] = None  # the spec's examples also send [] here
 
     @property
     def name(self) -> str:
@@ -273,25 +323,25 @@ class _ApiDiscount(_Api):
 
 
 class _ApiLookup(_Api):
-    selected_discounts: list[_ApiDiscount] = []
-    unselected_discounts: list[_ApiDiscount] = []
+    selected_discounts: Lenient[list[Lenient[_ApiDiscount]]] = None
+    unselected_discounts: Lenient[list[Lenient[_ApiDiscount]]] = None
 
 
 class _ApiBasket(_Api):
-    redemption_ref: str | None = None
-    locked: bool = False
-    discount_basket_items: list[_ApiDiscount] = []
+    redemption_ref: Lenient[str] = None
+    locked: Lenient[bool] = None
+    discount_basket_items: Lenient[list[Lenient[_ApiDiscount]]] = None
 
 
 class _ApiBatch(_Api):
-    redemption_ref: str | None = None
-    success: list[_ApiDiscount] = []
-    failures: list[_ApiDiscount] = []
+    redemption_ref: Lenient[str] = None
+    success: Lenient[list[Lenient[_ApiDiscount]]] = None
+    failures: Lenient[list[Lenient[_ApiDiscount]]] = None
 
 
 class _ApiLocation(_Api):
-    location_name: str | None = None
-    short_key: int = Field(ge=0, le=punchh_key.MAX_SHORT_KEY)
+    location_name: Lenient[str] = None
+    short_key: Lenient[Annotated[int, Field(ge=0, le=punchh_key.MAX_SHORT_KEY)]] = None
 
 
 _A = TypeVar("_A", bound=_Api)
@@ -361,24 +411,32 @@ class PunchhLoyaltyProvider:
         return response
 
     @staticmethod
-    def _parse(model: type[_A], response: httpx.Response, *, write: bool) -> _A:
-        """Punchh's body as `model`; an unreadable answer to a write may still have applied."""
+    def _read(model: type[_A], response: httpx.Response) -> _A:
+        """The answer to a read as `model`; one without even the identifier it needs means the
+        service answered something else, which a retry may fix."""
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
             # Field locations only: the values may be a guest's contact details.
             where = [".".join(map(str, e["loc"])) for e in exc.errors()]
             log.warning("punchh answered an unreadable %s at %s", model.__name__, where)
-            if write:
-                raise ProviderError(
-                    ErrorCode.UNKNOWN_OUTCOME,
-                    "Punchh accepted the request but its answer cannot be read; it may have "
-                    "been applied. Do not retry until it is checked.",
-                ) from None
             raise ProviderError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
                 "Punchh answered with something the agent cannot read. Try again.",
             ) from None
+
+    @staticmethod
+    def _written(model: type[_A], response: httpx.Response) -> _A:
+        """The answer to a write that Punchh accepted (2xx): what can be read of it. It applied
+        whatever the body says, so an unreadable one is logged, never an error."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError:
+            log.warning(
+                "punchh accepted the request but its answer is no %s; read as empty",
+                model.__name__,
+            )
+            return model()
 
     def _amount(self, minor: int) -> float:
         return to_amount(minor, self._decimals)
@@ -387,7 +445,7 @@ class PunchhLoyaltyProvider:
         return 0 if value is None else from_amount(value, self._decimals)
 
     def _guest(self, user: _ApiUser) -> Guest:
-        balance = user.balance
+        balance = user.balance or _ApiBalance()
         return Guest(
             user_id=user.id,
             first_name=user.first_name,
@@ -397,17 +455,18 @@ class PunchhLoyaltyProvider:
             if balance.points_balance is None
             else from_amount(balance.points_balance, 0, ROUND_DOWN),
             banked_rewards=self._minor(balance.banked_rewards),
-            unredeemed_cards=balance.unredeemed_cards,
+            unredeemed_cards=balance.unredeemed_cards or 0,
+            membership_level=balance.membership_level,
             rewards=[
                 Reward(
                     reward_id=r.id,
-                    name=r.name,
+                    name=r.name or "reward",
                     discount_type="redeemable" if r.type == "redeemable" else "reward",
                     amount=None if r.discount_amount is None else self._minor(r.discount_amount),
                     points=None if r.points is None else from_amount(r.points, 0, ROUND_DOWN),
                     expires_at=r.end_date_tz,
                 )
-                for r in user.rewards
+                for r in _present(user.rewards)
             ],
         )
 
@@ -446,19 +505,21 @@ class PunchhLoyaltyProvider:
         transaction_no: str,
         when: datetime | None,
     ) -> dict[str, Any]:
-        """The check as check-in and receipt details both describe it."""
+        """The check as check-in and receipt details both describe it. Both specs type
+        `transaction_no` as an integer (`numeric_id` of the lane's order id)."""
         subtotal, payable = receipt_amounts(order, discounts)
         return {
-            "transaction_no": transaction_no,
+            "transaction_no": numeric_id(transaction_no),
             "punchh_key": receipt_key,
             "receipt_datetime": iso_datetime(when),
-            "amount": self._amount(subtotal),
             "subtotal_amount": self._amount(subtotal),
             "receipt_amount": self._amount(subtotal),
             "payable": self._amount(payable),
             "pos_type": self._settings.pos_type,
             "pos_version": self._settings.pos_version,
             "channel": self._settings.channel,
+            "revenue_id": self._settings.revenue_id,
+            "revenue_code": self._settings.revenue_code,
             "menu_items": menu_items(order, discounts, self._decimals),
         }
 
@@ -479,21 +540,28 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "GET", "/api/pos/locations/configuration", "location configuration", write=False
         )
-        location = self._parse(_ApiLocation, response, write=False)
+        location = self._read(_ApiLocation, response)
         if self._short_key is None:
             self._short_key = location.short_key
         return location
 
     async def receipt_key(self, check_id: str) -> str:
-        """The 12-digit punchh key for this check (see `agent.providers.punchh_key`); the short
-        key comes from the settings, else from the location configuration (read once)."""
+        """The 12-digit punchh key for this check (`agent.providers.punchh_key`); the location's
+        short key comes from the settings, else from the location configuration (read once)."""
         short_key = self._short_key
         if short_key is None:
             short_key = (await self._location()).short_key
-        return punchh_key.KEY_GENERATOR(check_id, short_key)
+        if short_key is None:
+            raise ProviderError(
+                ErrorCode.NOT_CONFIGURED,
+                "Punchh's location configuration has no short_key the agent can read; set "
+                "providers.punchh.short_key",
+            )
+        return punchh_key.generate(check_id, short_key)
 
     def receipt_barcode(self, receipt_key: str) -> str:
-        """Punchh prints the key as an EAN-13: the 12 digits and their check digit."""
+        """Punchh prints the key as an EAN-13 (the 12 digits and their parity digit), or puts
+        the same digits in a QR code (`punchh_key.qr_payload`)."""
         return punchh_key.ean13(receipt_key)
 
     async def find_guest(self, identifier_kind: str, value: str) -> Guest:
@@ -501,7 +569,7 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "GET", "/api/pos/users/search", "guest look-up", write=False, params={param: clear}
         )
-        return self._guest(self._parse(_ApiUser, response, write=False))
+        return self._guest(self._read(_ApiUser, response))
 
     async def lookup_discounts(
         self,
@@ -522,9 +590,9 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "POST", "/api/pos/discounts/lookup", "discount look-up", write=False, json=body
         )
-        found = self._parse(_ApiLookup, response, write=False)
-        return [self._discount(d, selected=True) for d in found.selected_discounts] + [
-            self._discount(d, selected=False) for d in found.unselected_discounts
+        found = self._read(_ApiLookup, response)
+        return [self._discount(d, selected=True) for d in _present(found.selected_discounts)] + [
+            self._discount(d, selected=False) for d in _present(found.unselected_discounts)
         ]
 
     async def select(
@@ -550,11 +618,14 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "POST", "/api/pos/discounts/select", "discount selection", write=True, json=body
         )
-        basket = self._parse(_ApiBasket, response, write=True)
+        basket = self._written(_ApiBasket, response)
         return Basket(
             redemption_ref=basket.redemption_ref,
-            locked=basket.locked,
-            items=[self._discount(d, selected=True) for d in basket.discount_basket_items],
+            # Unsaid: the basket may be locked to external_uid, as the selection asked.
+            locked=True if basket.locked is None else basket.locked,
+            items=[
+                self._discount(d, selected=True) for d in _present(basket.discount_basket_items)
+            ],
         )
 
     async def _batch(
@@ -573,7 +644,7 @@ class PunchhLoyaltyProvider:
             **self._order_amounts(order, when),
             "line_items": line_items(order, self._decimals),
             "punchh_key": receipt_key,
-            "transaction_no": transaction_no,
+            "transaction_no": str(numeric_id(transaction_no)),  # a string in the R2 spec
             "external_uid": external_uid,
         }
         if query:  # the commit omits the key altogether (Punchh: "do not include query")
@@ -582,7 +653,12 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "POST", "/api/pos/batch_redemptions", what, write=not query, json=body
         )
-        batch = self._parse(_ApiBatch, response, write=not query)
+        batch = self._written(_ApiBatch, response) if not query else self._read(_ApiBatch, response)
+        success = _present(batch.success)
+        if not query and batch.redemption_ref is None:
+            log.warning("punchh committed redemptions without a redemption_ref: no void possible")
+        if any(s.discount_amount is None for s in success):
+            log.warning("punchh redeemed a discount without a readable discount_amount; taken as 0")
         return RedemptionOutcome(
             redemption_ref=batch.redemption_ref,
             committed=not query,
@@ -594,7 +670,7 @@ class PunchhLoyaltyProvider:
                     name=s.name,
                     amount=self._minor(s.discount_amount),
                 )
-                for s in batch.success
+                for s in success
             ],
             failures=[
                 RedemptionFailure(
@@ -603,7 +679,7 @@ class PunchhLoyaltyProvider:
                     name=f.name,
                     messages=[f.message] if isinstance(f.message, str) else f.message or [],
                 )
-                for f in batch.failures
+                for f in _present(batch.failures)
             ],
         )
 
@@ -696,9 +772,13 @@ class PunchhLoyaltyProvider:
             "external_uid": external_uid,
         }
         response = await self._call("POST", "/api/pos/checkins", "check-in", write=True, json=body)
-        checkin = self._parse(_ApiCheckin, response, write=True)
+        checkin = self._written(_ApiCheckin, response)
+        try:
+            guest: Guest | None = self._guest(_ApiUser.model_validate_json(response.content))
+        except ValidationError:
+            guest = None  # earned all the same: the answer just does not describe the guest
         return CheckinResult(
-            guest=self._guest(checkin),
+            guest=guest,
             points_earned=None
             if checkin.points_earned is None
             else from_amount(checkin.points_earned, 0, ROUND_DOWN),
@@ -722,6 +802,7 @@ class PunchhLoyaltyProvider:
             transaction_no=transaction_no,
             when=receipt_datetime,
         )
+        body["amount"] = body["subtotal_amount"]  # only receipt details has this third copy
         await self._call("POST", "/receipt_details", "receipt details", write=True, json=body)
 
     async def check_health(self) -> tuple[bool, str]:

@@ -153,6 +153,19 @@ class PunchhSettings(HttpProviderSettings):
     channel: Literal["pos", "kiosk", "online_order", "web", "mobile", "dashboard", "chatbot"] = (
         "pos"
     )
+    revenue_id: str = Field(
+        "2",
+        min_length=1,
+        max_length=32,
+        description="`revenue_id` on check-ins and receipts: the POS's id of how the order is "
+        "fulfilled (Punchh's examples: 1 dine-in, 2 to-go)",
+    )
+    revenue_code: str = Field(
+        "To Go",
+        min_length=1,
+        max_length=64,
+        description="`revenue_code`: the name of that fulfilment method",
+    )
     short_key: int | None = Field(
         None,
         ge=0,

@@ -56,6 +56,7 @@ import httpx
 import pytest
 
 from agent.bus import NO_DELAY
+from agent.providers.punchh import numeric_id
 from simulators import giftlocal, kseries, petz, punchh
 from simulators.server import Running
 from tests.conftest import (
@@ -860,7 +861,7 @@ async def judge(apis: Apis, records: list[Record], dead: dict[str, str]) -> Verd
     v.counts["punchh commits"] = len(commits)
     v.counts["punchh check-ins"] = len(loyalty["checkins"])
     # Punchh keeps one receipt per punchh_key; sending it again stores a new version of it.
-    receipts: dict[str, list[list[Json]]] = {}
+    receipts: dict[int, list[list[Json]]] = {}  # by transaction_no: numeric_id(order id)
     for versions in loyalty["receipts"].values():
         receipts.setdefault(versions[0]["transaction_no"], []).append(versions)
     v.counts["punchh receipts"] = len(loyalty["receipts"])
@@ -894,7 +895,7 @@ async def judge(apis: Apis, records: list[Record], dead: dict[str, str]) -> Verd
         if rec.refund is not None:
             after = "refunded" if rec.refund == "whole" else "paid"
             v.expect(rec.refunded == after, f"{oid} {rec.refund} refund left it {rec.refunded}")
-        mine_receipts = receipts.get(oid, [])
+        mine_receipts = receipts.get(numeric_id(oid), [])
         v.once(len(mine_receipts), f"receipt of paid order {oid}", required=paid)
         if not paid:
             v.none(len(mine_receipts), f"receipt of voided order {oid}")
