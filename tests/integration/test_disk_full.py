@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from simulators.kseries import API_KEY
 from simulators.server import Running
-from tests.conftest import AgentFactory, AgentProcess, Simulators, sim_get
+from tests.conftest import REPO, AgentFactory, AgentProcess, Simulators, sim_get, write_config
 from tests.integration.test_lane_agent import ProbeFactory, started
 from tests.integration.test_orders import order
 from tests.integration.test_seed_card_payment import CARD_5000, ok
@@ -29,6 +30,9 @@ class SmallDisk:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.filler = path / "filler"
+
+    def remount(self, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True)
 
     def fill(self) -> None:
         fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT)
@@ -112,3 +116,25 @@ async def test_a_full_disk_refuses_payments_clearly_and_loses_or_doubles_none(
     assert by_request == told  # each debit is one the POS was told about, none more, none less
     paid = ok(await probe.request("order.paid", {"order_id": "D1"}))
     assert paid["order"]["status"] == "paid"
+
+
+def lane_agent(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "agent", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_a_full_or_read_only_state_dir_stops_the_agent_with_one_line(
+    tmp_path: Path, small_disk: SmallDisk
+) -> None:
+    """Found by check-config; `run` exits 2 (systemd does not restart on it) with the same
+    line, never a traceback and exit 1 (restarted in a loop until the unit fails)."""
+    config = write_config(tmp_path / "lane.toml", 1)  # its state dir is the small disk
+    assert lane_agent("check-config", str(config)).returncode == 0
+    small_disk.fill()
+    for options, problem in (("ro", "on a read-only file system"), ("rw", "no room")):
+        small_disk.remount(options)
+        for args in (("check-config", str(config)), ("run", "--config", str(config))):
+            done = lane_agent(*args)
+            assert done.returncode == 2, done.stderr
+            assert f"  state.dir: {small_disk.path}: {problem}" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
