@@ -325,10 +325,12 @@ function giftRedeemed(data) {
   }
   lane.lastTransaction = redemption.transaction_id;
   const gift = redemption.gift;
+  // A late one was found applied after a fault: its request was never answered with it.
+  const redeemed = data.late ? "Found redeemed after a fault:" : "Redeemed";
   $("redeemed").textContent =
     redemption.quantity != null
-      ? `Redeemed ${redemption.quantity} × ${gift.item_label}; ${gift.item_quantity} left.`
-      : `Redeemed ${formatMoney(redemption.amount, gift.currency)}; balance ${formatMoney(gift.balance, gift.currency)}.`;
+      ? `${redeemed} ${redemption.quantity} × ${gift.item_label}; ${gift.item_quantity} left.`
+      : `${redeemed} ${formatMoney(redemption.amount, gift.currency)}; balance ${formatMoney(gift.balance, gift.currency)}.`;
   $("reverse-button").hidden = false;
 }
 
