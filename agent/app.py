@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import signal
 import socket
+import sqlite3
 from collections.abc import Mapping
 from typing import cast
 
@@ -328,8 +329,18 @@ async def run_daemon(config: Config) -> int:
     try:
         agent = LaneAgent(config)
     except LaneError as exc:  # a provider without its key, a ledger that cannot be opened
-        log.error("cannot start: %s", exc.message)
-        Notifier().status(f"refusing to start: {exc.message}")
-        return EXIT_CONFIG
+        return _refuse(exc.message)
+    except OSError as exc:  # the state directory broke after `run` checked it
+        return _refuse(f"{exc.filename or config.state_dir()}: {exc.strerror or exc}")
+    except sqlite3.Error as exc:
+        return _refuse(f"the agent's records in {config.state_dir()}: {exc}")
     await agent.run(stop)
     return 0
+
+
+def _refuse(reason: str) -> int:
+    """One line in the log and the unit's status, and the exit status systemd does not restart
+    on: starting again cannot fix a missing key or a full disk."""
+    log.error("cannot start: %s", reason)
+    Notifier().status(f"refusing to start: {reason}")
+    return EXIT_CONFIG

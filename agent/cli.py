@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, EXIT_CONFIG, Config, ConfigError, load_config
+from agent.config import (
+    DEFAULT_CONFIG_PATH,
+    EXIT_CONFIG,
+    Config,
+    ConfigError,
+    check_state_dir,
+    load_config,
+)
 
 EPILOG = """\
 examples:
@@ -29,9 +36,14 @@ def _default_config() -> Path:
     return Path(os.environ.get("LANE_AGENT_CONFIG", DEFAULT_CONFIG_PATH))
 
 
-def _load_or_report(path: Path) -> Config | None:
+def _load_or_report(path: Path, *, keeps_state: bool = False) -> Config | None:
+    """The config, or None after printing its problems; `keeps_state`: also those of the state
+    directory, for the commands that start the agent or vouch for it."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        if keeps_state and (problems := check_state_dir(config)):
+            raise ConfigError(problems)
+        return config
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
@@ -44,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.logs import setup_logging
     from agent.systemd import Notifier
 
-    config = _load_or_report(args.config)
+    config = _load_or_report(args.config, keeps_state=True)
     if config is None:
         Notifier().status(f"refusing to start: invalid config {args.config}")
         return EXIT_CONFIG
@@ -53,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.file)
+    config = _load_or_report(args.file, keeps_state=True)
     if config is None:
         return EXIT_CONFIG
     devices = ", ".join(["keyed", *config.devices]) or "none"

@@ -207,6 +207,11 @@ _ERROR_MEANING = {
     "what the agent cannot read; nothing was done: try again",
     ErrorCode.UNKNOWN_OUTCOME: "the provider may or may not have applied the change; the agent "
     "could not tell",
+    ErrorCode.EARLIER_REDEMPTION: "an earlier redemption of this gift on this lane went through "
+    "after a fault (its screen was not told) or may have: nothing was redeemed now. "
+    "`details.earlier` lists them (`request_id`, `outcome` applied or unknown, `units`, "
+    "`currency`, `transaction_id`); to redeem again all the same, send a new request with "
+    "`confirm_repeat: true`",
     ErrorCode.NOT_CONFIGURED: "no provider is configured for this flow on this lane, or the "
     "provider refused the lane's settings (API key, location, `base_url`)",
     ErrorCode.RATE_LIMITED: "`scan.inject` faster than `scans.rate` allows for the keyed "

@@ -23,6 +23,7 @@ class ErrorCode(enum.StrEnum):
     BASKET_LOCKED = "basket_locked"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     UNKNOWN_OUTCOME = "unknown_outcome"
+    EARLIER_REDEMPTION = "earlier_redemption"
     NOT_CONFIGURED = "not_configured"
     RATE_LIMITED = "rate_limited"
     STORAGE_FULL = "storage_full"

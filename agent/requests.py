@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from agent import statedb
-from agent.contract import OPS, ErrorBody, Request, Response
+from agent.contract import OPS, ErrorBody, OpSpec, Request, Response
 from agent.errors import ErrorCode, LaneError, out_of_space
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,16 @@ _NOT_KEPT = {
 }
 # Requests are a few levels deep (an order's items); deeper JSON is refused before it is walked.
 MAX_DEPTH = 32
+
+
+def _kept(spec: OpSpec, answer: Response) -> bool:
+    """Whether the answer is kept for repeats of its request."""
+    if spec.reads_only:
+        return False
+    code = None if answer.error is None else answer.error.code
+    if code is ErrorCode.UNKNOWN_OUTCOME:
+        return not spec.outcome_learnt_later
+    return code not in _NOT_KEPT
 
 
 class FirstUse(NamedTuple):
@@ -272,9 +282,7 @@ class RequestRouter:
         self._inflight[request_id] = (first, future)
         try:
             answer = await self._run(op, params)
-            if not OPS[op].reads_only and (
-                answer.error is None or answer.error.code not in _NOT_KEPT
-            ):
+            if _kept(OPS[op], answer):
                 self._keep(request_id, first, answer)
             future.set_result(answer)
             return answer

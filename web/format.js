@@ -57,6 +57,7 @@ export const ERROR_TITLES = Object.freeze({
   basket_locked: "Loyalty basket in use on another order",
   provider_unavailable: "Provider unavailable: nothing was done",
   unknown_outcome: "Outcome unknown: check the balance before trying again",
+  earlier_redemption: "Redeemed before on this lane: confirm before redeeming again",
   not_configured: "Not set up on this lane",
   rate_limited: "Too fast: send it again",
   storage_full: "Lane device disk full: free space, then send it again",

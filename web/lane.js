@@ -341,7 +341,9 @@ function giftRedeemed(data) {
   } else if (redemption.quantity == null && gift?.balance != null) {
     left = `; balance ${formatMoney(gift.balance, gift.currency)}`;
   }
-  $("redeemed").textContent = `Redeemed ${movedText(redemption)}${left}.`;
+  // A late one was found applied after a fault: its request was never answered with it.
+  const redeemed = data.late ? "Found redeemed after a fault:" : "Redeemed";
+  $("redeemed").textContent = `${redeemed} ${movedText(redemption)}${left}.`;
   $("reverse-button").hidden = false;
 }
 

@@ -79,3 +79,7 @@ class OpSpec:
     reads_only: bool = False
     """It changes nothing anywhere: its answer is not kept for repeats (a screen reading the
     order on every event would otherwise write to the lane's disk each time)."""
+    outcome_learnt_later: bool = False
+    """Its flow may learn later what an `unknown_outcome` answer could not tell (a voucher's
+    balance read by the next redeem of it): that answer is not kept, so the same request sent
+    again is answered with what the lane knows by then."""

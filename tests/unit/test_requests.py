@@ -414,6 +414,7 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "token_id": st.sampled_from(lane_token_ids) | st.just("tok_0000") | TEXT | JSON,
         "amount": AMOUNTS,
         "quantity": AMOUNTS,
+        "confirm_repeat": st.booleans() | JSON,
         "transaction_id": TEXT | JSON,
         "transaction_ids": st.lists(TEXT, max_size=3) | JSON,
         "device_id": st.sampled_from(["keyed", "scanner"]) | TEXT | JSON,
