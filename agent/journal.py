@@ -70,21 +70,33 @@ CREATE INDEX IF NOT EXISTS gift_intents_open ON gift_intents (gift_id, state);
 """
 # Columns added after the first release; rows written before them were answered at the time.
 _ADDED = {"told": "INTEGER NOT NULL DEFAULT 1", "redemption": "TEXT"}
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """The gift_intents table, with the columns added later: a step of orders.sqlite's schema
+    (agent/orders.py MIGRATIONS), safe on a file an unversioned agent left with or without
+    them."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(gift_intents)")}
+    for name, kind in _ADDED.items():
+        if name not in columns:
+            db.execute(f"ALTER TABLE gift_intents ADD COLUMN {name} {kind}")
+
+
 _COLUMNS = "request_id, gift_id, units, before, state, created, told, redemption"
 
 
 class RedemptionJournal:
+    """Gift redemptions in flight, in orders.sqlite, whose schema OrderBook keeps."""
+
     def __init__(
         self, db: sqlite3.Connection, now: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
         self._db = db
         self._now = now
         self._started = now()
-        db.executescript(_SCHEMA)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(gift_intents)")}
-        for name, kind in _ADDED.items():
-            if name not in columns:
-                db.execute(f"ALTER TABLE gift_intents ADD COLUMN {name} {kind}")
 
     def begin(self, request_id: str, gift_id: str, units: int, before: int) -> None:
         self._db.execute(

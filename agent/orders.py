@@ -226,9 +226,16 @@ class OrderBook:
         )
 
 
-# orders.sqlite's schema steps (agent/statedb.py): orders and flow_state here; the tenders,
-# outbox and gift_intents tables that share the file still create themselves (IF NOT EXISTS) and
-# take their future changes as steps here too.
+def _journal_schema(db: sqlite3.Connection) -> None:
+    # Imported here: the journal's Redemption model imports this module.
+    from agent.journal import create_schema
+
+    create_schema(db)
+
+
+# orders.sqlite's schema steps (agent/statedb.py): orders and flow_state here, the gift flow's
+# redemption journal; the tenders and outbox tables that share the file still create themselves
+# (IF NOT EXISTS) and take their future changes as steps here too.
 MIGRATIONS: tuple[statedb.Step, ...] = (
     statedb.script(
         """
@@ -246,4 +253,5 @@ MIGRATIONS: tuple[statedb.Step, ...] = (
         )
         """
     ),
+    _journal_schema,
 )

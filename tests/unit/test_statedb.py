@@ -72,3 +72,21 @@ def test_state_from_a_newer_agent_is_refused_untouched(tmp_path: Path) -> None:
         OrderBook(path)
     db = sqlite3.connect(path)
     assert statedb.version(db) == newer
+
+
+def test_an_unversioned_orders_file_gets_the_journal_columns(tmp_path: Path) -> None:
+    """A redemption journal from before `told`/`redemption`: its rows count as answered."""
+    path = tmp_path / "orders.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE gift_intents (request_id TEXT PRIMARY KEY, gift_id TEXT NOT NULL,"
+        " units INTEGER NOT NULL, before INTEGER NOT NULL, state TEXT NOT NULL,"
+        " created TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO gift_intents VALUES ('r1', 'g1', 100, 500, 'applied', '2026-01-01')")
+    db.commit()
+    db.close()
+    book = OrderBook(path)
+    assert statedb.version(book.db) == len(orders.MIGRATIONS)
+    rows = book.db.execute("SELECT request_id, told, redemption FROM gift_intents").fetchall()
+    assert rows == [("r1", 1, None)]
