@@ -37,6 +37,10 @@ class IntentState(enum.StrEnum):
     UNKNOWN = "unknown"  # the answer was lost and the balance could not tell
 
 
+# Stands for a balance the provider did not give (a gift flow's `before` or a fresh balance).
+UNKNOWN_BALANCE = -1
+
+
 @dataclass(frozen=True)
 class Intent:
     request_id: str
@@ -49,7 +53,10 @@ class Intent:
     redemption: Redemption | None  # the provider's answer, once applied
 
     def settle(self, balance: int) -> IntentState | None:
-        """What a fresh balance says about this intent, if it says anything."""
+        """What a fresh balance says about this intent, if it says anything (nothing when
+        either balance is unknown)."""
+        if UNKNOWN_BALANCE in (balance, self.before):
+            return None
         if balance == self.before - self.units:
             return IntentState.APPLIED
         if balance == self.before:

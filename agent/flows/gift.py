@@ -39,7 +39,7 @@ from agent.contract import (
 from agent.errors import ErrorCode, LaneError, ProviderError, out_of_space
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
-from agent.journal import Intent, IntentState, RedemptionJournal
+from agent.journal import UNKNOWN_BALANCE, Intent, IntentState, RedemptionJournal
 from agent.money import shown
 from agent.normalise import Kind, Token
 from agent.orders import Order, OrderSnapshot
@@ -521,8 +521,12 @@ class GiftFlow:
 
 
 def _units(gift: GiftStatus) -> int:
-    """What a redemption takes from: minor units of a monetary gift, items of an item gift."""
-    return (gift.balance if gift.type is GiftType.MONETARY else gift.item_quantity) or 0
+    """What a redemption takes from: minor units of a monetary gift, items of an item gift;
+    UNKNOWN_BALANCE when the provider did not say, so that no balance comparison can judge a
+    redemption whose answer was lost (an unknown "before" and "after" would look unchanged,
+    i.e. failed, and invite a second redemption)."""
+    units = gift.balance if gift.type is GiftType.MONETARY else gift.item_quantity
+    return UNKNOWN_BALANCE if units is None else units
 
 
 def _units_text(tender: Tender) -> str:
