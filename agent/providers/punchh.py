@@ -28,21 +28,13 @@ from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, ValidationError
 
 from agent import __version__
 from agent.errors import ErrorCode, ProviderError
 from agent.orders import OrderSnapshot
 from agent.providers import punchh_key
+from agent.providers.answers import Answer, Lenient, present
 from agent.providers.http import ProviderClient, error_message
 from agent.providers.loyalty import (
     Basket,
@@ -233,41 +225,10 @@ def mask_email(email: str) -> str:
 # Fields no model names are ignored, and logged once per name. A write's success is its HTTP
 # status: its answer is read the same way and never turns a success into `unknown_outcome`.
 
-_unexpected: set[tuple[str, str]] = set()
 
-
-def _or_none(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        log.info("punchh answered an unreadable %s; left out", info.field_name)
-        return None
-
-
-T = TypeVar("T")
-Lenient = Annotated[T | None, WrapValidator(_or_none)]
-"""An optional answer field: None when Punchh leaves it out or sends something unreadable."""
-
-
-def _present(items: list[T | None] | None) -> list[T]:
-    return [item for item in items or () if item is not None]
-
-
-class _Api(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _note_unexpected(cls, data: Any) -> Any:
-        """Log (names only: values may be a guest's details) what this model does not read."""
-        if isinstance(data, dict):
-            for name in set(data) - set(cls.model_fields):
-                if (cls.__name__, name) not in _unexpected:
-                    _unexpected.add((cls.__name__, name))
-                    log.debug(
-                        "punchh %s has a field the agent does not read: %s", cls.__name__, name
-                    )
-        return data
+class _Api(Answer):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+    provider = NAME
 
 
 class _ApiReward(_Api):
@@ -466,7 +427,7 @@ class PunchhLoyaltyProvider:
                     points=None if r.points is None else from_amount(r.points, 0, ROUND_DOWN),
                     expires_at=r.end_date_tz,
                 )
-                for r in _present(user.rewards)
+                for r in present(user.rewards)
             ],
         )
 
@@ -591,8 +552,8 @@ class PunchhLoyaltyProvider:
             "POST", "/api/pos/discounts/lookup", "discount look-up", write=False, json=body
         )
         found = self._read(_ApiLookup, response)
-        return [self._discount(d, selected=True) for d in _present(found.selected_discounts)] + [
-            self._discount(d, selected=False) for d in _present(found.unselected_discounts)
+        return [self._discount(d, selected=True) for d in present(found.selected_discounts)] + [
+            self._discount(d, selected=False) for d in present(found.unselected_discounts)
         ]
 
     async def select(
@@ -623,9 +584,7 @@ class PunchhLoyaltyProvider:
             redemption_ref=basket.redemption_ref,
             # Unsaid: the basket may be locked to external_uid, as the selection asked.
             locked=True if basket.locked is None else basket.locked,
-            items=[
-                self._discount(d, selected=True) for d in _present(basket.discount_basket_items)
-            ],
+            items=[self._discount(d, selected=True) for d in present(basket.discount_basket_items)],
         )
 
     async def _batch(
@@ -654,7 +613,7 @@ class PunchhLoyaltyProvider:
             "POST", "/api/pos/batch_redemptions", what, write=not query, json=body
         )
         batch = self._written(_ApiBatch, response) if not query else self._read(_ApiBatch, response)
-        success = _present(batch.success)
+        success = present(batch.success)
         if not query and batch.redemption_ref is None:
             log.warning("punchh committed redemptions without a redemption_ref: no void possible")
         if any(s.discount_amount is None for s in success):
@@ -679,7 +638,7 @@ class PunchhLoyaltyProvider:
                     name=f.name,
                     messages=[f.message] if isinstance(f.message, str) else f.message or [],
                 )
-                for f in _present(batch.failures)
+                for f in present(batch.failures)
             ],
         )
 
