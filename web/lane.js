@@ -180,7 +180,9 @@ function renderGift() {
   $("gift-provider").textContent = provider;
   $("gift-value").textContent = isItem
     ? `${status.item_quantity} × ${status.item_label}`
-    : formatMoney(status.balance ?? 0, giftCurrency());
+    : status.balance == null
+      ? "Balance not known"
+      : formatMoney(status.balance, giftCurrency());
   const line = $("gift-status");
   if (status.is_redeemable) {
     line.textContent = kind === "card" ? "Can pay" : `Redeemable: ${status.description}`;
@@ -213,7 +215,7 @@ function suggestedAmount() {
     return "";
   }
   const available = kind === "card" ? status.balance : status.eligible_value;
-  return amountText(Math.min(available, lane.due), giftCurrency());
+  return amountText(available == null ? lane.due : Math.min(available, lane.due), giftCurrency());
 }
 
 function showGift(data, kind) {
@@ -345,9 +347,12 @@ function giftRedeemed(data) {
   $("reverse-button").hidden = false;
 }
 
-/** A card's CardBalance after a payment or its reversal (as the agent computes is_redeemable). */
+/** A card's CardBalance after a payment or its reversal (as the agent computes is_redeemable).
+ *  `balance` is null when the card service did not say it: then it is not known, and the card
+ *  is left to the service to accept or refuse. */
 function cardWithBalance(card, balance) {
-  return { ...card, balance, is_redeemable: card.status === "active" && balance > 0 };
+  const known = balance != null;
+  return { ...card, balance, is_redeemable: card.status === "active" && (!known || balance > 0) };
 }
 
 function cardPaid(data) {
@@ -371,13 +376,18 @@ function cardPaid(data) {
 function showReversal(result) {
   let transactionId;
   if (result.card) {
-    const { amount, balance_after: balance, currency: code, masked_number: number } = result.card;
+    // A reversal's details are each null when the card service's answer did not give them.
+    const { amount, balance_after: balance, currency: given, masked_number: number } = result.card;
+    const code = given ?? currency();
     transactionId = result.card.transaction_id;
-    if (lane.gift?.kind === "card" && lane.gift.status.masked_number === number) {
+    const shown = lane.gift?.kind === "card" && lane.gift;
+    if (shown && (number == null ? lane.lastTransaction === transactionId : shown.status.masked_number === number)) {
       lane.gift.status = cardWithBalance(lane.gift.status, balance);
       renderGift();
     }
-    $("redeemed").textContent = `${formatMoney(amount, code)} given back to card ${number}; balance ${formatMoney(balance, code)}.`;
+    const what = amount == null ? "Payment" : formatMoney(amount, code);
+    const left = balance == null ? "" : `; balance ${formatMoney(balance, code)}`;
+    $("redeemed").textContent = `${what} given back to card ${number ?? `(payment ${transactionId})`}${left}.`;
   } else {
     const { reversal, display } = result;
     transactionId = reversal.transaction_id;
