@@ -463,7 +463,7 @@ class PunchhLoyaltyProvider:
         balance = user.balance or _ApiBalance()
         return Guest(
             user_id=user.id,
-            first_name=user.first_name,
+            first_name=user.first_name or None,
             email_masked=mask_email(user.email) if user.email else None,
             phone_masked=mask(user.phone) if user.phone else None,
             points_balance=None
