@@ -71,8 +71,10 @@ class ProviderClient:
         write: bool,
         json: Any = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; return any answer below 500 for the adapter to interpret.
+        """Send one request (`headers` add to the client's); return any answer below 500 for
+        the adapter to interpret.
 
         Right after the provider could not be reached, calls are refused at once for
         `OFFLINE_RETRY` seconds instead of each waiting out a connect timeout: the cashier hears
@@ -86,7 +88,9 @@ class ProviderClient:
             )
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._http.request(method, path, json=json, params=params)
+                response = await self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             log.warning("%s: not sent: %s", what, type(exc).__name__)
             if self._offline_since is None:

@@ -19,7 +19,10 @@ Wire rules it keeps (see docs/providers/punchh.md for sources and the UNCERTAIN 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -28,27 +31,21 @@ from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, ValidationError
 
 from agent import __version__
 from agent.errors import ErrorCode, ProviderError
 from agent.orders import OrderSnapshot
 from agent.providers import punchh_key
+from agent.providers.answers import Answer, Lenient, present
 from agent.providers.http import ProviderClient, error_message
 from agent.providers.loyalty import (
     Basket,
     CheckinResult,
     Discount,
     Guest,
+    NewGuest,
+    OtpChallenge,
     RedemptionFailure,
     RedemptionLine,
     RedemptionOutcome,
@@ -98,6 +95,39 @@ REJECTIONS_422: Final[tuple[tuple[str, ErrorCode], ...]] = (
 )
 """Punchh answers most business-rule refusals with 422 and tells them apart only by text
 (lower-case substrings, first match wins; UNCERTAIN wording, from the R2 spec's examples)."""
+
+OTP_CHANNELS: Final[Mapping[str, str]] = {"phone": "sms", "email": "email"}
+"""The token kinds a one-time password can go to, and how it travels."""
+
+SEND_OTP_PATH: Final = "/api2/password_less/token"
+"""UNCERTAIN: PAR's "Send OTP" page (mobile portal, Advanced Authentication) was stored only up
+to its body's `client`; this path is the one Punchh's public QA code names for it, beside the
+verify and refresh paths that PAR's own pages name."""
+VERIFY_OTP_PATH: Final = "/api2/password_less/verify"
+"""PAR's "Verify Token" page (its URL names the method and path)."""
+
+PKCE_FIELDS: Final = ("code_challenge", "code_challenge_method", "S256")
+"""UNCERTAIN: how Send OTP takes the PKCE code challenge (its stored page stops before them;
+Verify Token's `code_verifier` is documented): OAuth's names and method (RFC 7636)."""
+
+OTP_FIELD: Final = "token"
+"""UNCERTAIN: the name of the guest's code in Verify Token's body (not in the stored page; the
+mobile API's other OTP call, the migration flow's verify_token, names it `token`)."""
+
+CLIENT_TYPE: Final = "online_ordering"
+"""UNCERTAIN: Verify Token's required `client-type` header knows `external_mobile_app` and
+`online_ordering` only; Punchh lists POS among Advanced Authentication's future channels."""
+
+IDENTIFY_REFUSALS: Final[Mapping[int, ErrorCode]] = {
+    400: ErrorCode.INVALID_REQUEST,
+    401: ErrorCode.INVALID_REQUEST,
+    410: ErrorCode.EXPIRED,
+    422: ErrorCode.INVALID_REQUEST,
+}
+"""UNCERTAIN: Advanced Authentication's answer to a wrong or expired code, and Create New User's
+to a phone or email already taken, are not documented (only 422 "Please agree on given privacy
+policy" is): any of these is the cashier's to read in Punchh's words, not a configuration
+fault; a 401 to Create New User is the location key (`not_configured`, as everywhere)."""
 
 TAX_ITEM_ID: Final = 0
 PAYMENT_ITEM_ID: Final = 0
@@ -233,41 +263,10 @@ def mask_email(email: str) -> str:
 # Fields no model names are ignored, and logged once per name. A write's success is its HTTP
 # status: its answer is read the same way and never turns a success into `unknown_outcome`.
 
-_unexpected: set[tuple[str, str]] = set()
 
-
-def _or_none(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        log.info("punchh answered an unreadable %s; left out", info.field_name)
-        return None
-
-
-T = TypeVar("T")
-Lenient = Annotated[T | None, WrapValidator(_or_none)]
-"""An optional answer field: None when Punchh leaves it out or sends something unreadable."""
-
-
-def _present(items: list[T | None] | None) -> list[T]:
-    return [item for item in items or () if item is not None]
-
-
-class _Api(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _note_unexpected(cls, data: Any) -> Any:
-        """Log (names only: values may be a guest's details) what this model does not read."""
-        if isinstance(data, dict):
-            for name in set(data) - set(cls.model_fields):
-                if (cls.__name__, name) not in _unexpected:
-                    _unexpected.add((cls.__name__, name))
-                    log.debug(
-                        "punchh %s has a field the agent does not read: %s", cls.__name__, name
-                    )
-        return data
+class _Api(Answer):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+    provider = NAME
 
 
 class _ApiReward(_Api):
@@ -364,13 +363,21 @@ class PunchhLoyaltyProvider:
 
     name = NAME
     identifier_kinds = frozenset(SEARCH_PARAMS)
+    otp_kinds = frozenset(OTP_CHANNELS)
 
     def __init__(
-        self, settings: PunchhSettings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: PunchhSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        device_id: str = "lane-agent",
     ) -> None:
         location_key = read_key(f"providers.{NAME}", settings, "location_key_file")
         business_key = read_key(f"providers.{NAME}", settings, "business_key_file")
         self._settings = settings
+        # Punchh's `punchh-app-device-id`: one per device, never changing (its sign-up rewards
+        # are given once per device): the lane's identity.
+        self._device_id = device_id
         self._decimals = settings.currency_decimals
         self._short_key = settings.short_key
         self._client = ProviderClient(
@@ -387,7 +394,7 @@ class PunchhLoyaltyProvider:
 
     @classmethod
     def create(cls, settings: PunchhSettings, env: ProviderEnv) -> PunchhLoyaltyProvider:
-        return cls(settings, transport=env.transport)
+        return cls(settings, transport=env.transport, device_id=f"{env.store}-{env.lane}")
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -400,14 +407,22 @@ class PunchhLoyaltyProvider:
         write: bool,
         json: Any = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        refusals: Mapping[int, ErrorCode] | None = None,
+        private: bool = False,
     ) -> httpx.Response:
-        """One request; any refusal becomes a `ProviderError` with Punchh's own words."""
-        response = await self._client.call(method, path, write=write, json=json, params=params)
+        """One request; any refusal becomes a `ProviderError` with Punchh's own words (its code
+        from `refusals` first, for calls whose refusals mean something else)."""
+        response = await self._client.call(
+            method, path, write=write, json=json, params=params, headers=headers
+        )
         status = response.status_code
         if status >= 300:
             message = error_message(response, f"Punchh refused the {what} (HTTP {status})")
-            log.info("punchh %s refused: HTTP %s %s", what, status, message)
-            raise ProviderError(classify(status, message), message)
+            # A refusal of a guest's contact details may quote them: then the status only.
+            log.info("punchh %s refused: HTTP %s %s", what, status, "" if private else message)
+            code = (refusals or {}).get(status) or classify(status, message)
+            raise ProviderError(code, message)
         return response
 
     @staticmethod
@@ -448,7 +463,7 @@ class PunchhLoyaltyProvider:
         balance = user.balance or _ApiBalance()
         return Guest(
             user_id=user.id,
-            first_name=user.first_name,
+            first_name=user.first_name or None,
             email_masked=mask_email(user.email) if user.email else None,
             phone_masked=mask(user.phone) if user.phone else None,
             points_balance=None
@@ -466,7 +481,7 @@ class PunchhLoyaltyProvider:
                     points=None if r.points is None else from_amount(r.points, 0, ROUND_DOWN),
                     expires_at=r.end_date_tz,
                 )
-                for r in _present(user.rewards)
+                for r in present(user.rewards)
             ],
         )
 
@@ -591,8 +606,8 @@ class PunchhLoyaltyProvider:
             "POST", "/api/pos/discounts/lookup", "discount look-up", write=False, json=body
         )
         found = self._read(_ApiLookup, response)
-        return [self._discount(d, selected=True) for d in _present(found.selected_discounts)] + [
-            self._discount(d, selected=False) for d in _present(found.unselected_discounts)
+        return [self._discount(d, selected=True) for d in present(found.selected_discounts)] + [
+            self._discount(d, selected=False) for d in present(found.unselected_discounts)
         ]
 
     async def select(
@@ -623,9 +638,7 @@ class PunchhLoyaltyProvider:
             redemption_ref=basket.redemption_ref,
             # Unsaid: the basket may be locked to external_uid, as the selection asked.
             locked=True if basket.locked is None else basket.locked,
-            items=[
-                self._discount(d, selected=True) for d in _present(basket.discount_basket_items)
-            ],
+            items=[self._discount(d, selected=True) for d in present(basket.discount_basket_items)],
         )
 
     async def _batch(
@@ -654,7 +667,7 @@ class PunchhLoyaltyProvider:
             "POST", "/api/pos/batch_redemptions", what, write=not query, json=body
         )
         batch = self._written(_ApiBatch, response) if not query else self._read(_ApiBatch, response)
-        success = _present(batch.success)
+        success = present(batch.success)
         if not query and batch.redemption_ref is None:
             log.warning("punchh committed redemptions without a redemption_ref: no void possible")
         if any(s.discount_amount is None for s in success):
@@ -679,7 +692,7 @@ class PunchhLoyaltyProvider:
                     name=f.name,
                     messages=[f.message] if isinstance(f.message, str) else f.message or [],
                 )
-                for f in _present(batch.failures)
+                for f in present(batch.failures)
             ],
         )
 
@@ -804,6 +817,109 @@ class PunchhLoyaltyProvider:
         )
         body["amount"] = body["subtotal_amount"]  # only receipt details has this third copy
         await self._call("POST", "/receipt_details", "receipt details", write=True, json=body)
+
+    # -- identify: one-time passwords and sign-up ----------------------------------------------
+
+    def _contact(self, kind: str, value: str) -> dict[str, str]:
+        if kind == "phone":
+            return {"phone_ext": self._settings.phone_ext, "phone_number": value}
+        return {"email": value.lower()}
+
+    def _otp_headers(self) -> dict[str, str]:
+        if self._settings.oauth_client is None:
+            raise ProviderError(
+                ErrorCode.NOT_CONFIGURED,
+                "one-time passwords need Punchh's Advanced Authentication: set "
+                "providers.punchh.oauth_client to the OAuth client id the business issued",
+            )
+        return {"punchh-app-device-id": self._device_id, "Content-Type": "application/json"}
+
+    async def send_otp(self, identifier_kind: str, value: str) -> OtpChallenge:
+        """Ask Punchh to send the guest a one-time password (PKCE: the challenge goes now, the
+        verifier with the code). Nothing of value changes, so a lost answer is just unanswered:
+        sending again sends another password."""
+        channel = OTP_CHANNELS.get(identifier_kind)
+        if channel is None:
+            raise ProviderError(
+                ErrorCode.INVALID_REQUEST,
+                f"a one-time password goes to a phone or an email, not a {identifier_kind}",
+            )
+        headers = self._otp_headers()
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        challenge_field, method_field, method = PKCE_FIELDS
+        body = {
+            "client": self._settings.oauth_client,
+            **self._contact(identifier_kind, value),
+            challenge_field: challenge.rstrip(b"=").decode(),
+            method_field: method,
+        }
+        await self._call(
+            "POST",
+            SEND_OTP_PATH,
+            "one-time password",
+            write=False,
+            json=body,
+            headers=headers,
+            refusals=IDENTIFY_REFUSALS,
+            private=True,
+        )
+        return OtpChallenge(identifier_kind, value, verifier, channel)
+
+    async def verify_otp(self, challenge: OtpChallenge, code: str) -> Guest:
+        """Check the guest's code (their agreement to the privacy policy and terms is sent: the
+        op requires it); Punchh signs a new guest up as it signs one in. Its 2xx is the proof,
+        and the guest is then looked up by the contact it proved: the access token it answers
+        with is for the guest's own app, and is neither read nor kept."""
+        headers = {**self._otp_headers(), "client-type": CLIENT_TYPE}
+        body = {
+            "client": self._settings.oauth_client,
+            **self._contact(challenge.identifier_kind, challenge.value),
+            "code_verifier": challenge.verifier,
+            OTP_FIELD: code,
+            "privacy_policy": True,
+            "terms_and_conditions": True,
+        }
+        await self._call(
+            "POST",
+            VERIFY_OTP_PATH,
+            "one-time password check",
+            write=False,
+            json=body,
+            headers=headers,
+            refusals=IDENTIFY_REFUSALS,
+            private=True,
+        )
+        return await self.find_guest(challenge.identifier_kind, challenge.value)
+
+    async def sign_up(self, guest: NewGuest) -> Guest:
+        """Create New User (`POST /api/pos/users`, phone required). Its success is the 2xx and
+        the new guest's `id`; an answer without a readable one is settled by looking the phone
+        up (the guest was created), never reported as unknown."""
+        body: dict[str, Any] = {"phone": guest.phone, "signup_channel": "POS"}
+        optional = {
+            "email": guest.email.lower() if guest.email else None,
+            "first_name": guest.first_name,
+            "last_name": guest.last_name,
+            "birthday": guest.birthday.isoformat() if guest.birthday else None,
+        }
+        body |= {name: value for name, value in optional.items() if value}
+        body["terms_and_conditions"] = guest.terms_and_conditions
+        body["send_compliance_sms"] = guest.send_compliance_sms
+        response = await self._call(
+            "POST",
+            "/api/pos/users",
+            "sign-up",
+            write=True,
+            json=body,
+            refusals={k: v for k, v in IDENTIFY_REFUSALS.items() if k != 401},
+            private=True,
+        )
+        try:
+            return self._guest(_ApiUser.model_validate_json(response.content))
+        except ValidationError:
+            log.warning("punchh signed the guest up without a readable id; looking them up")
+            return await self.find_guest("phone", guest.phone)
 
     async def check_health(self) -> tuple[bool, str]:
         try:

@@ -176,6 +176,19 @@ class PunchhSettings(HttpProviderSettings):
     currency_decimals: int = Field(
         2, ge=0, le=3, description="decimal places of the store currency (Punchh sends decimals)"
     )
+    oauth_client: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the OAuth client id the business issued for Advanced Authentication "
+        "(`loyalty.otp_send`, `loyalty.otp_verify`); unset: those ops answer not_configured",
+    )
+    phone_ext: str = Field(
+        "+1",
+        pattern=r"^\+[0-9]{1,4}$",
+        description="the country code sent as `phone_ext` with a guest's phone number for a "
+        "one-time password",
+    )
 
     @model_validator(mode="after")
     def _no_api_key_file(self) -> PunchhSettings:

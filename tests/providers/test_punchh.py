@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypedDict
@@ -24,6 +24,7 @@ from agent.providers import punchh_key
 from agent.providers.loyalty import (
     Guest,
     LoyaltyProvider,
+    NewGuest,
     RedemptionLine,
     RedemptionOutcome,
     Selection,
@@ -39,7 +40,8 @@ from agent.providers.punchh import (
     to_amount,
 )
 from agent.providers.settings import PunchhSettings
-from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, PunchhSimulator
+from agent.tokens import mask
+from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, OAUTH_CLIENT, PunchhSimulator
 from simulators.server import Request, Response
 from tests.contracts import exchange_violations, violations
 from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Json, Served, served
@@ -910,3 +912,105 @@ def test_menu_items_always_balance(order: OrderSnapshot, amounts: list[int]) -> 
 def test_amounts_round_trip_exactly(minor: int, decimals: int) -> None:
     wire = to_amount(minor, decimals)
     assert from_amount(Decimal(str(wire)), decimals) == minor
+
+
+# -- identify: one-time passwords and sign-up (seed 002, step 5) --------------------------------
+
+
+@pytest.fixture
+async def identify(sim: Served, tmp_path: Path) -> AsyncIterator[PunchhLoyaltyProvider]:
+    provider = PunchhLoyaltyProvider(
+        settings(sim, tmp_path, oauth_client=OAUTH_CLIENT),
+        transport=sim.transport,
+        device_id="s1-l1",
+    )
+    yield provider
+    await provider.aclose()
+
+
+async def test_a_password_goes_out_with_a_pkce_challenge_and_proves_the_guest(
+    identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    challenge = await identify.send_otp("phone", "5550100001")
+    assert (challenge.channel, challenge.value) == ("sms", "5550100001")
+    (message,) = sim.ledger()["otp_outbox"]
+    wrong = await refused(identify.verify_otp(challenge, "x" + message["code"][1:]))
+    assert wrong.code is ErrorCode.INVALID_REQUEST  # the cashier's to read, not configuration
+    guest = await identify.verify_otp(challenge, message["code"])
+    assert guest.user_id == "101"
+    (sent, verify) = [json.loads(r["body"]) for r in sim.sent() if "password_less" in r["path"]][:2]
+    assert (sent["phone_ext"], sent["phone_number"], sent["code_challenge_method"]) == (
+        "+1",
+        "5550100001",
+        "S256",
+    )
+    assert "code_verifier" not in sent and verify["code_verifier"] == challenge.verifier
+    headers = [r["headers"] for r in sim.sent() if "password_less" in r["path"]]
+    assert {h["punchh-app-device-id"] for h in headers} == {"s1-l1"}
+
+
+async def test_a_verified_email_nobody_has_is_a_new_guest(
+    identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    challenge = await identify.send_otp("email", "New.Guest@Example.com")
+    (message,) = sim.ledger()["otp_outbox"]
+    assert (challenge.channel, message["to"]) == ("email", "new.guest@example.com")
+    guest = await identify.verify_otp(challenge, message["code"])
+    assert guest.user_id in sim.ledger()["guests"] and guest.email_masked is not None
+
+
+async def test_passwords_need_the_oauth_client_and_a_phone_or_email(
+    punchh: PunchhLoyaltyProvider, identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    assert (await refused(punchh.send_otp("phone", "5550100001"))).code is ErrorCode.NOT_CONFIGURED
+    assert (await refused(identify.send_otp("loyalty_card", "6000000000000001"))).code is (
+        ErrorCode.INVALID_REQUEST
+    )
+    assert sim.ledger()["otp_outbox"] == []
+
+
+async def test_sign_up_sends_the_spec_fields_and_reads_the_new_guest(
+    identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    new = NewGuest(
+        phone="5550177777",
+        email="Kai@Example.com",
+        first_name="Kai",
+        birthday=date(1990, 4, 1),
+        terms_and_conditions=True,
+    )
+    guest = await identify.sign_up(new)
+    assert (guest.first_name, guest.phone_masked) == ("Kai", mask("5550177777"))
+    (request,) = sim.sent("/api/pos/users")
+    assert json.loads(request["body"]) == {
+        "phone": "5550177777",
+        "email": "kai@example.com",
+        "first_name": "Kai",
+        "birthday": "1990-04-01",
+        "signup_channel": "POS",
+        "terms_and_conditions": True,
+        "send_compliance_sms": False,
+    }
+    taken = await refused(identify.sign_up(new))
+    assert (taken.code, taken.message) == (
+        ErrorCode.INVALID_REQUEST,
+        "Phone has already been taken",
+    )
+
+
+class BareSignUp(Contracted):
+    """Create New User answered 200 with extra fields and no readable id (the spec's example
+    shape, minus the one field the adapter needs)."""
+
+    def create_user(self, request: Request) -> Response:
+        answer = super().create_user(request)
+        body = {k: v for k, v in answer.body.items() if k != "id"}
+        return Response(answer.status, {**body, "user_digest": "x", "age_verified": False})
+
+
+async def test_a_sign_up_answered_without_an_id_is_settled_by_the_phone(tmp_path: Path) -> None:
+    with served(BareSignUp()) as sim:
+        provider = PunchhLoyaltyProvider(settings(sim, tmp_path), transport=sim.transport)
+        guest = await provider.sign_up(NewGuest(phone="5550166666", first_name="Lu"))
+        await provider.aclose()
+    assert guest.first_name == "Lu" and guest.user_id.isdigit()

@@ -426,6 +426,13 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "total": AMOUNTS,
         "currency": st.sampled_from(["USD", "EUR", "usd"]) | TEXT,
         "selections": st.lists(JSON, max_size=3) | JSON,
+        "email_token_id": st.sampled_from(lane_token_ids) | TEXT | JSON,
+        "code": st.sampled_from(["123456", "12", ""]) | TEXT | JSON,
+        "accepted_terms": st.booleans() | JSON,
+        "marketing_sms": st.booleans() | JSON,
+        "first_name": TEXT | JSON,
+        "last_name": TEXT | JSON,
+        "birthday": st.sampled_from(["1990-04-01", "1990-13-01"]) | TEXT | JSON,
     }
 
 
