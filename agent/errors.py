@@ -25,6 +25,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_OUTCOME = "unknown_outcome"
     NOT_CONFIGURED = "not_configured"
     RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
     STORAGE_FULL = "storage_full"
     INTERNAL = "internal"
 

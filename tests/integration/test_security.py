@@ -185,24 +185,30 @@ async def test_the_agent_runs_as_lane_user_under_the_acl(
     assert redeemed["data"]["redemption"]["gift"]["balance"] == 4900
 
     # MQTT v5 Response Topic: under the lane's reply/ it arrives. Pointed at another lane's
-    # topics, the broker drops it (the agent may only publish under its own base topic). One
-    # that cannot be published to at all (mosquitto passes a wildcard through) is ignored: it
-    # must not wedge the agent's publishing.
+    # topics, or at one nobody can publish to (mosquitto passes a wildcard through), the
+    # request is refused on response/{op} and nothing goes there (test_hostile.py has the
+    # lane's own topics).
     reply_topic = f"{L1}/reply/screen-1"
     await pos1.client.subscribe(reply_topic, qos=1)
+    refused = []
     for response_topic in (f"{L2}/response/gift.validate", f"{L1}/reply/#", reply_topic):
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = response_topic
         props.CorrelationData = response_topic.encode()
         body = {"request_id": str(uuid.uuid4()), "token_id": token_id}
+        refused.append(body["request_id"])
         await pos1.client.publish(
             f"{L1}/request/gift.validate", json.dumps(body), qos=1, properties=props
         )
     _, reply = await pos1.wait_for(lambda t, _d: t == reply_topic)
     assert reply["data"]["gift"]["balance"] == 4900
-    # The agent publishes in order: once a later answer is out, the dropped one was handled.
-    health = await pos1.request("device.health", {})
-    assert health["status"] == "ok", health
+    for request_id in refused[:2]:
+        _, answer = await pos1.wait_for(
+            lambda t, d, i=request_id: (
+                t == f"{L1}/response/gift.validate" and d.get("request_id") == i
+            )
+        )
+        assert answer["error"]["code"] == "invalid_request", answer
     await mark(l2, f"{L2}/event", l2)
     assert [t for t in topics(l2) if t != f"{L2}/event"] == []
 
@@ -212,7 +218,7 @@ async def test_the_agent_runs_as_lane_user_under_the_acl(
     will = await pos1.topic("state", start=seen)
     assert will["state"] == "offline" and will.get("reason") is None
     assert "u'l1'" in secure_broker.log()
-    assert "ignoring Response Topic" in agent.log()
+    assert "Response Topic" in agent.log()
     assert "Traceback" not in agent.log()
 
 
