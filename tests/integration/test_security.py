@@ -29,6 +29,7 @@ from simulators.kseries import API_KEY as KSERIES_API_KEY
 from simulators.server import Running
 from tests.conftest import AgentProcess, Probe, Simulators
 from tests.integration.secure_broker import (
+    OBSERVER,
     Clients,
     SecureBroker,
     base,
@@ -114,9 +115,10 @@ async def test_a_lane_cannot_read_another_lanes_topics(clients: Clients) -> None
     await mark(l1, f"{L1}/event", l1)
     assert topics(l1) == {f"{L1}/event"}
 
-    # Retained state is withheld too, from a subscription made after it was published.
+    # Retained state is withheld too, from a subscription made after it was published (a new
+    # connection of l1 takes the place of the first: the broker binds l1 to one client id).
     late = await clients.connect("l1", f"{L2}/#", f"{L1}/#")
-    await mark(l1, f"{L1}/event", late)
+    await mark(late, f"{L1}/event", late)
     assert topics(late) == {f"{L1}/event"}
 
 
@@ -248,9 +250,10 @@ async def test_known_secrets_and_codes_never_reach_the_log_or_another_topic(
         ),
     )
     agent = agents(config)
-    # The lane's own user reads everything under its base topic, which is everywhere the agent
-    # can publish at all under the ACL; the screen drives the session.
-    everything = await clients.connect("l1", "#")
+    # A test-only user reads every lane's topics, everywhere the agent can publish at all under
+    # the ACL (the lane's own user cannot watch: its client id is the agent's); the screen
+    # drives the session.
+    everything = await clients.connect(OBSERVER, "#")
     pos1 = await clients.connect("pos-l1", f"{L1}/#", transport="websockets")
     agent.start()
     await pos1.topic("state", lambda d: d["state"] == "online")
