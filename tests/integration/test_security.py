@@ -59,6 +59,10 @@ async def mark(sender: Probe, topic: str, *receivers: Probe) -> None:
         await receiver.wait_for(lambda _t, d: d.get("marker") == marker)
 
 
+def answer_to(topic: str, request_id: str) -> Callable[[str, dict[str, Any]], bool]:
+    return lambda t, d: t == topic and d.get("request_id") == request_id
+
+
 def topics(probe: Probe) -> set[str]:
     return {topic for topic, _, _ in probe.messages}
 
@@ -205,11 +209,7 @@ async def test_the_agent_runs_as_lane_user_under_the_acl(
     _, reply = await pos1.wait_for(lambda t, _d: t == reply_topic)
     assert reply["data"]["gift"]["balance"] == 4900
     for request_id in refused[:2]:
-        _, answer = await pos1.wait_for(
-            lambda t, d, i=request_id: (
-                t == f"{L1}/response/gift.validate" and d.get("request_id") == i
-            )
-        )
+        _, answer = await pos1.wait_for(answer_to(f"{L1}/response/gift.validate", request_id))
         assert answer["error"]["code"] == "invalid_request", answer
     await mark(l2, f"{L2}/event", l2)
     assert [t for t in topics(l2) if t != f"{L2}/event"] == []
