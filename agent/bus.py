@@ -41,6 +41,15 @@ MAX_TOPIC_BYTES = 65535  # MQTT's UTF-8 string length field is two bytes
 # Maximum Packet Size the agent announces, so the broker never sends it a 200 MB request.
 PACKET_OVERHEAD = 65536 + 4096
 
+
+def largest_payload(max_payload: int) -> int:
+    """The largest payload the agent publishes: twice the largest request, as an answer may
+    repeat one (an order's lines). The broker's `message_size_limit` must be at least this
+    (docs/security.md): a message it drops gets no PUBACK, and waiting for one would cost the
+    connection and then, sent again, every reconnect."""
+    return 2 * max_payload
+
+
 # Nagle's algorithm off: a request's PUBACK, its events and its answer are small writes in a
 # row, and with Nagle each waited for the broker's delayed ACK (40 ms on Linux): about 80 ms
 # added to every request's answer, for a POS that waits on it at the till.
@@ -225,10 +234,11 @@ class Bus:
     def retain(self, topic: str, payload: bytes) -> None:
         """Publish a retained message on any topic now and again after every reconnect; an empty
         payload clears the topic."""
-        if self._retained.get(topic) == payload or not self._sendable(topic):
+        message = Outgoing(topic, payload, 1, True)
+        if self._retained.get(topic) == payload or not self._sendable(message):
             return
         self._retained[topic] = payload
-        self._enqueue(Outgoing(topic, payload, 1, True))
+        self._enqueue(message)
 
     def watch(self, topic_filter: str, handler: WatchHandler) -> None:
         """Subscribe to `topic_filter` on every connect and pass its messages to `handler`
@@ -341,11 +351,14 @@ class Bus:
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _sendable(self, topic: str) -> bool:
-        if publishable(topic):
-            return True
-        self._unsendable(topic, "not a topic one can publish to")
-        return False
+    def _sendable(self, message: Outgoing) -> bool:
+        if not publishable(message.topic):
+            self._unsendable(message.topic, "not a topic one can publish to")
+            return False
+        if len(message.payload) > largest_payload(self.settings.max_payload):
+            self._unsendable(message.topic, f"a payload of {len(message.payload)} bytes")
+            return False
+        return True
 
     def _unsendable(self, topic: str, why: str) -> None:
         self.unsendable += 1
@@ -358,7 +371,7 @@ class Bus:
         )
 
     def _enqueue(self, message: Outgoing, *, urgent: bool = False) -> None:
-        if not self._sendable(message.topic):
+        if not self._sendable(message):
             return
         if len(self._queue) >= self.settings.outgoing_queue:
             self._queue.popleft()

@@ -207,12 +207,14 @@ class SecureBroker:
         *,
         transport: Literal["tcp", "websockets"] = "tcp",
         cert: tuple[Path, Path] | None = None,
+        identifier: str | None = None,
     ) -> aiomqtt.Client:
         """A client for a lane (tcp, port 8883's stand-in) or a POS screen (websockets)."""
         port = self.pos_port if transport == "websockets" else self.lane_port
         return aiomqtt.Client(
             "127.0.0.1",
             port,
+            identifier=identifier,
             username=user,
             password=self.passwords.get(user) if user else None,
             protocol=aiomqtt.ProtocolVersion.V5,
@@ -269,13 +271,15 @@ def lane_config(
     ca_file: Path | None = None,
     tls: str = "",
     extra: str = "",
+    mqtt: str = "",
     log_level: str = "info",
 ) -> Path:
-    """An agent config for `lane` on the secure broker (TLS with the test CA)."""
+    """An agent config for `lane` on the secure broker (TLS with the test CA); `mqtt` is added
+    to the `[mqtt]` table, `extra` after the sandbox provider's."""
     login = f'username = "{lane}"\npassword_file = "{password_file}"\n' if password_file else ""
     path.write_text(
         f'[lane]\nstore = "{STORE}"\nlane = "{lane}"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.lane_port}\n{login}'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.lane_port}\n{login}{mqtt}'
         "reconnect_min = 0.05\nreconnect_max = 0.5\n"
         f'[mqtt.tls]\nca_file = "{ca_file or broker.pki.ca}"\n{tls}'
         f'[state]\ndir = "{path.parent / "state"}"\n'

@@ -19,6 +19,7 @@ from agent.bus import (
     Incoming,
     Outgoing,
     ReplyTo,
+    largest_payload,
     publishable,
     reply_problem,
 )
@@ -162,3 +163,15 @@ async def test_the_agent_announces_a_maximum_packet_size_by_its_payload_limit() 
     client = bus(max_payload=4096)._make_client()
     size = getattr(client._properties, "MaximumPacketSize", None)
     assert size is not None and 4096 + MAX_TOPIC_BYTES < size < 4096 + 2 * MAX_TOPIC_BYTES
+
+
+async def test_a_payload_over_what_the_broker_takes_is_dropped_and_counted() -> None:
+    """The documented broker drops a message over its `message_size_limit` without a PUBACK:
+    the agent sends nothing that large, as waiting for that PUBACK would cost the connection."""
+    b = bus(max_payload=1024)
+    b.retain(f"{BASE}/devices/big", b"x" * (largest_payload(1024) + 1))
+    b.retain(f"{BASE}/devices/fits", b"x" * largest_payload(1024))
+    client = Recorder()
+    await drain(b, client)
+    assert [topic for topic, _, _ in client.sent] == [f"{BASE}/devices/fits"]
+    assert b.unsendable == 1
