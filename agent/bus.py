@@ -42,6 +42,12 @@ MAX_TOPIC_BYTES = 65535  # MQTT's UTF-8 string length field is two bytes
 PACKET_OVERHEAD = 65536 + 4096
 
 
+def seldom(count: int) -> bool:
+    """Log the 1st, 2nd, 4th, 8th... of a kind of drop: a flood costs a few lines, not one each,
+    and the count in the last line says how many."""
+    return count & (count - 1) == 0
+
+
 def largest_payload(max_payload: int) -> int:
     """The largest payload the agent publishes: twice the largest request, as an answer may
     repeat one (an order's lines). The broker's `message_size_limit` must be at least this
@@ -362,13 +368,14 @@ class Bus:
 
     def _unsendable(self, topic: str, why: str) -> None:
         self.unsendable += 1
-        log.warning(
-            "MQTT message to %.80r (a topic of %d bytes) dropped: %s (%d so far)",
-            topic,
-            len(topic.encode("utf-8", "replace")),
-            why,
-            self.unsendable,
-        )
+        if seldom(self.unsendable):
+            log.warning(
+                "MQTT message to %.80r (a topic of %d bytes) dropped: %s (%d so far)",
+                topic,
+                len(topic.encode("utf-8", "replace")),
+                why,
+                self.unsendable,
+            )
 
     def _enqueue(self, message: Outgoing, *, urgent: bool = False) -> None:
         if not self._sendable(message):
@@ -376,9 +383,11 @@ class Bus:
         if len(self._queue) >= self.settings.outgoing_queue:
             self._queue.popleft()
             self.dropped += 1
-            log.warning(
-                "MQTT outgoing queue full; dropped the oldest message (%d so far)", self.dropped
-            )
+            if seldom(self.dropped):
+                log.warning(
+                    "MQTT outgoing queue full; dropped the oldest message (%d so far)",
+                    self.dropped,
+                )
         if urgent:
             self._queue.appendleft(message)
         else:
