@@ -4,6 +4,11 @@ The reconnect loop follows aiomqtt's recommended pattern (one `async with` per c
 what a lane needs: a last will, the retained `state` and device records republished on every
 connect, resubscription, backoff with full jitter, and one ordered publisher so a message queued
 while the broker was away goes out once it is back.
+
+No single message may cost the connection (issue 14): a message that cannot be published (its
+topic, its size) is dropped and counted, never retried on every reconnect; a retained request or
+one whose Response Topic is outside `{base}/reply/` is passed on refused, to be answered and
+never run; and the broker is told the largest packet the agent takes (MQTT v5).
 """
 
 from __future__ import annotations
@@ -439,16 +444,17 @@ class Bus:
             if not str(message.topic).startswith(prefix):
                 self._watched(str(message.topic), payload)
                 continue
-            incoming = self._incoming(message, str(message.topic), payload)
+            incoming = self._incoming(message, payload)
             if incoming is None:
                 continue
             task = asyncio.create_task(self._dispatch(incoming))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _incoming(self, message: aiomqtt.Message, topic: str, payload: bytes) -> Incoming | None:
+    def _incoming(self, message: aiomqtt.Message, payload: bytes) -> Incoming | None:
         """The request a message carries, refused when it must not run; None for an empty
         retained message (a retained request being cleared: nothing to answer)."""
+        topic = str(message.topic)
         op = topic.removeprefix(self.topic("request/"))
         if message.retain:
             if not payload:

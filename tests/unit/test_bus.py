@@ -68,7 +68,7 @@ def request(
 
 def incoming(b: Bus, message: aiomqtt.Message) -> Incoming | None:
     payload = message.payload if isinstance(message.payload, bytes) else b""
-    return b._incoming(message, str(message.topic), payload)
+    return b._incoming(message, payload)
 
 
 @given(st.text(max_size=80))
