@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import cast
 
 from agent import __version__, faults
-from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
+from agent.bus import Bus, Incoming, ignore_closed_socket_race
 from agent.config import EXIT_CONFIG, Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
     OPS,
@@ -35,11 +35,11 @@ from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler, LaneFlow, Provider, TenderFlow
 from agent.flows.orders import OrderDesk
 from agent.homeassistant import Discovery
-from agent.limits import ScanLimiter
+from agent.limits import RequestLimiter, ScanLimiter
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
 from agent.registry import FLOWS, ProviderEnv, flow_spec, load, provider_spec
-from agent.requests import RequestRouter, ResponseStore
+from agent.requests import UNLIMITED_OPS, RequestRouter, ResponseStore
 from agent.scans import FlowHandler, ScanPipeline
 from agent.secrets import read_secret
 from agent.supervisor import Supervisor
@@ -168,6 +168,9 @@ class LaneAgent:
             ResponseStore(state_dir / "requests.sqlite"),
             self._handlers(),
             max_payload=config.mqtt.max_payload,
+            limiter=RequestLimiter(
+                config.mqtt.request_rate, config.mqtt.request_burst, config.mqtt.request_pending
+            ),
         )
 
     def _handlers(self) -> dict[str, Handler]:
@@ -192,11 +195,12 @@ class LaneAgent:
     def _emit(self, event: Event) -> None:
         self.bus.publish("event", event)
 
-    async def on_request(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
-        answer = await self.router.handle(op, payload)
-        self.bus.publish(f"response/{op}", answer)
-        if reply_to is not None:
-            self.bus.reply(reply_to, answer)
+    async def on_request(self, request: Incoming) -> None:
+        answer = await self.router.handle(request.op, request.payload, refusal=request.refusal)
+        urgent = request.op in UNLIMITED_OPS
+        self.bus.publish(f"response/{request.op}", answer, urgent=urgent)
+        if request.reply_to is not None:
+            self.bus.reply(request.reply_to, answer, urgent=urgent)
 
     async def _scan_inject(self, params: ScanInjectParams) -> ScanMessage:
         return self.pipeline.scan(self.keyed.scan(params.data.encode(), params.symbology))
@@ -258,7 +262,7 @@ class LaneAgent:
     def _broker_detail(self) -> str:
         where = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
         if self.bus.connected.is_set():
-            return f"connected to {where}, {self.bus.queued()} queued"
+            return f"connected to {where}, {self.bus.queued()} queued, {self.bus.counters()}"
         return f"not connected to {where}: {self.bus.last_error or 'connecting'}"
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -88,7 +88,13 @@ class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 1883
     prefix: Annotated[str, AfterValidator(_topic_prefix)] = "lane-agent"
-    client_id: str | None = None
+    client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="MQTT client id; default `lane-agent-{store}-{lane}-{hostname}`. A broker "
+        "with `use_username_as_clientid` (docs/security.md) replaces it with the user name",
+    )
     username: str | None = None
     password_file: Path | None = None
     protocol: Literal["5", "3.1.1"] = "5"
@@ -99,6 +105,17 @@ class MqttSettings(_Section):
     max_payload: int = Field(65536, ge=1024, le=1_000_000)
     outgoing_queue: int = Field(
         1000, ge=10, le=100_000, description="messages kept while the broker is unreachable"
+    )
+    request_rate: float = Field(
+        50.0,
+        ge=0,
+        le=10_000,
+        description="requests a second the lane takes from its screens together; more are "
+        "answered `busy` (0: no limit; `device.health` is never limited)",
+    )
+    request_burst: int = Field(100, ge=1, le=100_000, description="requests over the rate at once")
+    request_pending: int = Field(
+        32, ge=1, le=10_000, description="requests running at once; more are answered `busy`"
     )
 
 

@@ -184,7 +184,8 @@ _ERROR_MEANING = {
     ErrorCode.INVALID_REQUEST: "malformed JSON, missing `request_id`, params that fail validation "
     "(the message names the field), a `request_id` already used for another op, or a request the "
     "lane's state does not allow (no open order, a token of another kind, more than is left to "
-    "pay); also a field the provider refused",
+    "pay); also a field the provider refused; a request published retained, or with an MQTT v5 "
+    "Response Topic outside `{base}/reply/` (nothing is done)",
     ErrorCode.UNKNOWN_OP: "no such op; the message lists the known ones",
     ErrorCode.REQUEST_ID_CONFLICT: "the `request_id` was already used for another op, or for "
     "the same op with other params (`details.first_op` names the first request's op); nothing "
@@ -216,6 +217,9 @@ _ERROR_MEANING = {
     "provider refused the lane's settings (API key, location, `base_url`)",
     ErrorCode.RATE_LIMITED: "`scan.inject` faster than `scans.rate` allows for the keyed "
     "device: the scan was dropped (and counted); send it again",
+    ErrorCode.BUSY: "the lane has more requests than `mqtt.request_rate` and "
+    "`mqtt.request_pending` allow (its screens together): nothing was done; send the same "
+    "request again in a moment. `device.health` is never answered `busy`",
     ErrorCode.STORAGE_FULL: "the lane device's disk is full: the agent could not record the "
     "step before doing it, so it refused it; free space and send the same request again",
     ErrorCode.INTERNAL: "a bug in the agent, or a provider answer no code fits; the agent log "

@@ -26,6 +26,7 @@ class ErrorCode(enum.StrEnum):
     EARLIER_REDEMPTION = "earlier_redemption"
     NOT_CONFIGURED = "not_configured"
     RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
     STORAGE_FULL = "storage_full"
     INTERNAL = "internal"
 

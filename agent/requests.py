@@ -4,7 +4,8 @@ Every payload gets an answer: malformed JSON, unknown ops and invalid params get
 response, never silence. Answers are kept in SQLite (in the state directory) so a POS that repeats
 a `request_id`, even across an agent restart, gets the first answer again and nothing is done twice.
 A `request_id` repeated for another op or with other params is a POS bug that must not pass for
-the first request's success: it is answered `request_id_conflict`.
+the first request's success: it is answered `request_id_conflict`. Over the lane's request limit
+(agent/limits.py) a request is answered `busy`, with nothing done.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from agent import statedb
 from agent.contract import OPS, ErrorBody, OpSpec, Request, Response
 from agent.errors import ErrorCode, LaneError, out_of_space
+from agent.limits import RequestLimiter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ _NOT_KEPT = {
 }
 # Requests are a few levels deep (an order's items); deeper JSON is refused before it is walked.
 MAX_DEPTH = 32
+# Never limited, and answered ahead of other messages: a health ping is how a screen or a
+# watchdog tells a busy lane from a dead one, so a flood must not make it look dead.
+UNLIMITED_OPS = frozenset({"device.health"})
 
 
 def _kept(spec: OpSpec, answer: Response) -> bool:
@@ -221,7 +226,12 @@ class RequestRouter:
     """Dispatches requests to handlers registered for the ops of the contract."""
 
     def __init__(
-        self, store: ResponseStore, handlers: Mapping[str, Handler], *, max_payload: int = 65536
+        self,
+        store: ResponseStore,
+        handlers: Mapping[str, Handler],
+        *,
+        max_payload: int = 65536,
+        limiter: RequestLimiter | None = None,
     ) -> None:
         missing = set(OPS) - set(handlers)
         extra = set(handlers) - set(OPS)
@@ -232,10 +242,13 @@ class RequestRouter:
         self._store = store
         self._state_dir = store.path.parent
         self._max_payload = max_payload
+        self._limiter = limiter
         self._handlers = dict(handlers)
         self._inflight: dict[str, tuple[FirstUse, asyncio.Future[Response]]] = {}
 
-    async def handle(self, op: str, payload: bytes) -> Response:
+    async def handle(self, op: str, payload: bytes, *, refusal: str | None = None) -> Response:
+        """The answer to a request; `refusal` (from the bus: retained, a forbidden Response Topic)
+        answers it `invalid_request` with that reason and runs nothing."""
         if len(payload) > self._max_payload:
             return error_response(
                 None,
@@ -250,6 +263,16 @@ class RequestRouter:
             return error_response(
                 None, ErrorCode.INVALID_REQUEST, "payload must be a JSON object with a request_id"
             )
+        if refusal is not None:
+            return error_response(request_id, ErrorCode.INVALID_REQUEST, refusal)
+        busy = self._busy(op, request_id)
+        if busy is not None:
+            return error_response(
+                request_id,
+                ErrorCode.BUSY,
+                f"the lane is busy: {busy}; nothing was done: send the same request again in a "
+                "moment",
+            )
         spec = OPS.get(op)
         if spec is None:
             known = ", ".join(sorted(OPS))
@@ -261,6 +284,13 @@ class RequestRouter:
         except ValidationError as exc:
             return error_response(request_id, ErrorCode.INVALID_REQUEST, _validation_message(exc))
         return await self._once(op, params)
+
+    def _busy(self, op: str, request_id: str) -> str | None:
+        """Why the limiter refuses this request now, or None. A repeat of a running request
+        adds no work (it waits for the first's answer) and is let through."""
+        if self._limiter is None or op in UNLIMITED_OPS or request_id in self._inflight:
+            return None
+        return self._limiter.admit(len(self._inflight))
 
     async def _once(self, op: str, params: Request) -> Response:
         """Run a request at most once per request_id, also when the repeat arrives mid-flight;

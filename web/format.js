@@ -60,6 +60,7 @@ export const ERROR_TITLES = Object.freeze({
   earlier_redemption: "Redeemed before on this lane: confirm before redeeming again",
   not_configured: "Not set up on this lane",
   rate_limited: "Too fast: send it again",
+  busy: "Lane busy: nothing was done, send it again",
   storage_full: "Lane device disk full: free space, then send it again",
   internal: "Lane agent error",
   no_answer: "No answer from the lane agent",

@@ -563,3 +563,19 @@ def test_any_payload_over_the_limit_is_refused_with_the_limit(
     finally:
         loop.close()
     assert counter.calls <= 1  # only ever the request at the limit
+
+
+async def test_a_request_the_bus_refuses_is_answered_with_its_reason_and_never_run(
+    tmp_path: Path,
+) -> None:
+    """A retained request, or one with a Response Topic outside `reply/` (agent/bus.py)."""
+    counter = Counter()
+    r = router(tmp_path, counter)
+    payload = body(request_id="kept-on-broker", token_id="t", amount=5)
+    answer = await r.handle("gift.redeem", payload, refusal="a retained request is never run")
+    assert answer.request_id == "kept-on-broker" and answer.error is not None
+    assert answer.error.code is ErrorCode.INVALID_REQUEST
+    assert answer.error.message == "a retained request is never run"
+    assert counter.calls == 0
+    again = await r.handle("gift.redeem", payload)  # not kept: sent properly, it runs
+    assert again.status == "ok" and counter.calls == 1
