@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from typing import cast
 
 from agent import __version__, faults
+from agent.admin import Admin
 from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
 from agent.config import EXIT_CONFIG, Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
     OPS,
     DeviceHealthParams,
+    DeviceRecord,
     Event,
     GiftRedeemParams,
     GiftReverseParams,
@@ -39,6 +41,7 @@ from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
 from agent.registry import FLOWS, ProviderEnv, flow_spec, load, provider_spec
 from agent.requests import RequestRouter, ResponseStore
+from agent.rollout import EXIT_RESTART, ConfigStore
 from agent.scans import FlowHandler, ScanPipeline
 from agent.secrets import read_secret
 from agent.supervisor import Supervisor
@@ -112,9 +115,11 @@ class LaneAgent:
         config: Config,
         notifier: Notifier | None = None,
         transports: Mapping[str, object] | None = None,
+        config_store: ConfigStore | None = None,
     ) -> None:
         """`transports`: provider name → the httpx transport that replaces its network, for
-        in-process tests (simulators.transport)."""
+        in-process tests (simulators.transport). `config_store`: where the config came from,
+        for the fleet's admin ops (agent/rollout.py)."""
         self.config = config
         self.notifier = notifier or Notifier()
         state_dir = config.state_dir()
@@ -129,9 +134,7 @@ class LaneAgent:
             on_status=self.notifier.status,
         )
         self.vault = TokenVault(ttl=config.state.token_ttl, max_entries=config.state.token_max)
-        self.devices = DeviceRegistry(
-            lambda record: self.bus.set_retained(f"devices/{record.device_id}", record)
-        )
+        self.devices = DeviceRegistry(self._device_changed)
         self.keyed = KeyedEntry()
         self.drivers = build_drivers(config, self.keyed)
         if config.homeassistant.discovery:
@@ -163,6 +166,7 @@ class LaneAgent:
             ScanLimiter(config.scans.rate, config.scans.burst, self.devices),
         )
         self.supervisor = Supervisor(self.pipeline.handle)
+        self.admin = Admin(self, config_store)
         self.router = RequestRouter(
             ResponseStore(state_dir / "requests.sqlite"),
             self._handlers(),
@@ -186,16 +190,22 @@ class LaneAgent:
         }
         for flow in self.flows:
             handlers |= flow.handlers()
+        handlers |= self.admin.handlers()
         return {op: handlers.get(op) or _not_configured(op) for op in OPS}
 
     def _emit(self, event: Event) -> None:
         self.bus.publish("event", event)
+
+    def _device_changed(self, record: DeviceRecord) -> None:
+        self.bus.set_retained(f"devices/{record.device_id}", record)
+        self.admin.device_changed(record)
 
     async def on_request(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
         answer = await self.router.handle(op, payload)
         self.bus.publish(f"response/{op}", answer)
         if reply_to is not None:
             self.bus.reply(reply_to, answer)
+        self.admin.answered(op, answer)
 
     async def _scan_inject(self, params: ScanInjectParams) -> ScanMessage:
         return self.pipeline.scan(self.keyed.scan(params.data.encode(), params.symbology))
@@ -267,6 +277,8 @@ class LaneAgent:
         bus_task = asyncio.create_task(self.bus.run(self.on_request), name="bus")
         outbox_task = asyncio.create_task(self.orders.worker.run(), name="outbox")
         self.supervisor.start(self.drivers)
+        self.admin.announce()
+        admin_task = asyncio.create_task(self.admin.run(stop), name="admin")
         interval = watchdog_interval()
         watchdog = (
             asyncio.create_task(run_watchdog(self.notifier, self.bus.healthy, interval))
@@ -281,6 +293,7 @@ class LaneAgent:
             if self.bus.connected.is_set():
                 self.notifier.ready(self._ready_status())
                 log.info("lane-agent %s ready: %s", __version__, self._ready_status())
+                self.admin.online()
             await asyncio.wait({stopped, bus_task}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             if bus_task.done():
@@ -290,6 +303,7 @@ class LaneAgent:
             if watchdog is not None:
                 watchdog.cancel()
             outbox_task.cancel()
+            admin_task.cancel()
             await self.supervisor.stop()
             self.bus.stopping("stopped")
             await cancel_for_sure(bus_task)
@@ -320,16 +334,21 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_daemon(config: Config) -> int:
+async def run_daemon(config: Config, store: ConfigStore | None = None) -> int:
+    """Run the agent; its exit status: 0 when stopped, EXIT_RESTART when it asked to be
+    started again (admin ops, a rollback), EXIT_CONFIG when it cannot run with `config`."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
     ignore_closed_socket_race(asyncio.get_running_loop())
     faults.install(asyncio.get_running_loop())
     try:
-        agent = LaneAgent(config)
+        agent = LaneAgent(config, config_store=store)
     except LaneError as exc:  # a provider without its key, a ledger that cannot be opened
         log.error("cannot start: %s", exc.message)
+        if store is not None and store.roll_back(f"cannot start: {exc.message}") is not None:
+            Notifier().status(f"config rolled back: {exc.message}")
+            return EXIT_RESTART
         Notifier().status(f"refusing to start: {exc.message}")
         return EXIT_CONFIG
     await agent.run(stop)
-    return 0
+    return agent.admin.exit_code

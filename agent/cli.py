@@ -33,15 +33,20 @@ def _load_or_report(path: Path) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _report(path, exc)
         return None
+
+
+def _report(path: Path, exc: ConfigError) -> None:
+    print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.app import run_daemon
     from agent.logs import setup_logging
+    from agent.rollout import ConfigStore
     from agent.systemd import Notifier
 
     config = _load_or_report(args.config)
@@ -49,7 +54,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         Notifier().status(f"refusing to start: invalid config {args.config}")
         return EXIT_CONFIG
     setup_logging(args.log_level or config.log.level)
-    return asyncio.run(run_daemon(config))
+    # A config the fleet applied (admin.config.apply) runs instead, or is rolled back here.
+    store = ConfigStore(args.config, config.state_dir())
+    try:
+        config = store.start()
+    except ConfigError as exc:
+        _report(store.path, exc)
+        Notifier().status(f"refusing to start: invalid config {store.path}")
+        return EXIT_CONFIG
+    setup_logging(args.log_level or config.log.level)
+    return asyncio.run(run_daemon(config, store))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

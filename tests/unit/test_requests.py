@@ -425,6 +425,15 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "total": AMOUNTS,
         "currency": st.sampled_from(["USD", "EUR", "usd"]) | TEXT,
         "selections": st.lists(JSON, max_size=3) | JSON,
+        # the fleet's admin ops
+        "config": st.just("[providers.sandbox]\n") | TEXT | JSON,
+        "timeout": AMOUNTS,
+        "reason": TEXT | JSON,
+        "minutes": AMOUNTS,
+        "state": st.sampled_from(["open", "pending", "dead", "all"]) | TEXT,
+        "limit": AMOUNTS,
+        "id": AMOUNTS,
+        "chunk_size": AMOUNTS,
     }
 
 
