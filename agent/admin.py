@@ -84,8 +84,11 @@ class LastErrorHandler(logging.Handler):
         self.last = LastError(at=utc_now(), message=message)
 
 
-def with_lane(text: str, config: Config) -> str:
-    """A fleet-wide config gets this lane's `[lane]` table when it has none."""
+def for_this_lane(text: str, config: Config) -> str:
+    """One config for many lanes: `${store}` and `${lane}` become this lane's ids (its broker
+    user name is its lane id, docs/security.md), and a config without a `[lane]` table gets
+    this lane's."""
+    text = text.replace("${store}", config.lane.store).replace("${lane}", config.lane.lane)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
@@ -326,7 +329,7 @@ class Admin:
                 "back online; try again after it",
             )
         running = self._agent.config
-        candidate = store.stage(with_lane(params.config, running))
+        candidate = store.stage(for_this_lane(params.config, running))
         try:
             new = load_config(candidate)
             problems = identity_problems(new, running)

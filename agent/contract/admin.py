@@ -116,7 +116,8 @@ class ConfigText(_Payload):
 
 class ConfigApplyParams(Request):
     """Validated as `lane-agent check-config` does before anything changes; then written, and the
-    agent restarts with it. A config without a `[lane]` table gets this lane's; one for another
+    agent restarts with it. One text serves many lanes: `${store}` and `${lane}` in it become
+    this lane's ids, and a config without a `[lane]` table gets this lane's. One for another
     lane, store, prefix or state directory is refused."""
 
     config: str = Field(min_length=1, max_length=60_000, description="the TOML text")
