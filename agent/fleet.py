@@ -20,6 +20,7 @@ import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -167,6 +168,15 @@ def _split(topic: str, prefix: str) -> tuple[str, str, str] | None:
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
+def _uptime(started: object) -> int | None:
+    """Seconds since the agent started, by the operator's clock (lanes keep theirs by NTP)."""
+    if not isinstance(started, str):
+        return None
+    with contextlib.suppress(ValueError):
+        return int((datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds())
+    return None
+
+
 def lane_rows(central: Central) -> list[LaneRow]:
     """Every lane from the retained `state` and `info` seen so far, newest wins."""
     states: dict[tuple[str, str], Json] = {}
@@ -209,7 +219,7 @@ def lane_rows(central: Central) -> list[LaneRow]:
                 else "; ".join(health.get("problems", [])),
                 outbox_pending=outbox.get("pending"),
                 outbox_dead=outbox.get("dead"),
-                uptime_s=info.get("uptime_s"),
+                uptime_s=_uptime(info.get("started")),
                 bridge={"1": "up", "0": "down"}.get(bridge or ""),
             )
         )

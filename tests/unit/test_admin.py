@@ -221,3 +221,23 @@ async def test_the_inventory_record_is_retained_and_published_on_change(lane: La
     )
     lane.agent.admin.publish_info()
     assert lane.published("info")[-1]["last_error"]["message"] == "agent.x: it broke"
+
+
+async def test_a_pending_config_not_online_by_its_deadline_is_rolled_back_by_the_agent(
+    lane: Lane,
+) -> None:
+    """A wrong broker address: the agent runs but never gets online. It restores the previous
+    config itself at the deadline and leaves to be started again with it."""
+    store = lane.store
+    state = lane.agent.config.state_dir()
+    text = f'[lane]\nstore = "s1"\nlane = "l1"\n[state]\ndir = "{state}"\n[mqtt]\nport = 9\n'
+    store.apply(store.stage(text + "[providers.sandbox]\n"), "r-deadline", timeout=0.0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(lane.agent.admin.run(stop))
+    async with asyncio.timeout(10):
+        await stop.wait()
+    running.cancel()
+    assert lane.agent.admin.exit_code == EXIT_RESTART
+    assert store.source == "base" and store.pending() is None
+    last = store.last_apply()
+    assert last is not None and last.record.reason == "not back online within 0 s"
