@@ -388,8 +388,11 @@ def versions() -> str:
     return "\n".join(lines) + "\n"
 
 
-def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
-    """One archive a technician can send to support; no secrets, no clear codes."""
+def bundle_files(
+    config_path: Path, config: Config | None, health_text: str | None
+) -> dict[str, str]:
+    """What a support bundle holds, file name -> text; no secrets, no clear codes. Blocking
+    (it runs journalctl and dmesg)."""
     files: dict[str, str] = {"versions.txt": versions()}
     try:
         files["config.toml"] = redact(config_path.read_text(encoding="utf-8"))
@@ -398,22 +401,41 @@ def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
     devices = io.StringIO()
     print_devices(config, devices)
     files["devices.txt"] = devices.getvalue()
-    if config is not None:
-        report = io.StringIO()
-        asyncio.run(health(config, report))
-        files["health.txt"] = report.getvalue()
+    if health_text is not None:
+        files["health.txt"] = health_text
     files["journal.txt"] = _command(
         ["journalctl", "-u", "lane-agent", "-n", "5000", "--no-pager", "-o", "short-iso"]
     )
     files["dmesg.txt"] = _command(["dmesg", "--time-format", "iso"])[-200_000:]
-    if target.is_dir():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = target / f"lane-agent-bundle-{platform.node()}-{stamp}.tar.gz"
-    with tarfile.open(target, "w:gz") as tar:
+    return files
+
+
+def archive(files: dict[str, str]) -> bytes:
+    """The files as one .tar.gz, under lane-agent-bundle/."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for name, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"lane-agent-bundle/{name}")
             info.size = len(data)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def bundle_name() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"lane-agent-bundle-{platform.node()}-{stamp}.tar.gz"
+
+
+def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
+    """One archive a technician can send to support; no secrets, no clear codes."""
+    health_text = None
+    if config is not None:
+        report = io.StringIO()
+        asyncio.run(health(config, report))
+        health_text = report.getvalue()
+    if target.is_dir():
+        target = target / bundle_name()
+    target.write_bytes(archive(bundle_files(config_path, config, health_text)))
     return target

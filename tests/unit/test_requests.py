@@ -433,6 +433,15 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "first_name": TEXT | JSON,
         "last_name": TEXT | JSON,
         "birthday": st.sampled_from(["1990-04-01", "1990-13-01"]) | TEXT | JSON,
+        # the fleet's admin ops
+        "config": st.just("[providers.sandbox]\n") | TEXT | JSON,
+        "timeout": AMOUNTS,
+        "reason": TEXT | JSON,
+        "minutes": AMOUNTS,
+        "state": st.sampled_from(["open", "pending", "dead", "all"]) | TEXT,
+        "limit": AMOUNTS,
+        "id": AMOUNTS,
+        "chunk_size": AMOUNTS,
     }
 
 
