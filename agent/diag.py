@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import io
 import json
@@ -39,7 +40,7 @@ from agent.normalise import Normaliser, escape
 from agent.providers.http import ChecksEndpoints
 from agent.registry import ProviderEnv
 from agent.secrets import read_secret
-from agent.unit_policy import UnitPolicy, installed_policy, service_access
+from agent.unit_policy import UNIT, UnitPolicy, installed_policy, service_access
 from drivers.base import (
     DriverEvent,
     DroppedInput,
@@ -49,7 +50,7 @@ from drivers.base import (
     TagRead,
     TagRemoved,
 )
-from drivers.discovery import Found, input_devices, serial_ports, usb_devices
+from drivers.discovery import USBFS_NOTE, Found, holders, input_devices, serial_ports, usb_devices
 from drivers.keyboard import KeyboardScanner, Node, select_nodes
 from drivers.settings import HidPosSettings, KeyboardSettings, NfcSettings, SerialSettings
 
@@ -70,7 +71,9 @@ def _claims(found: Found, settings: DeviceSettings) -> bool:
             return found.bus == "serial" and os.path.realpath(settings.port) == found.path
         case HidPosSettings():
             hidpos = any("HID-POS" in note for note in found.notes)
-            return hidpos and _usb_matches(found, settings.vendor_id, settings.product_id)
+            # Held through libusb (by the running agent, say): named by its ids alone.
+            held = USBFS_NOTE in found.notes and settings.vendor_id is not None
+            return (hidpos or held) and _usb_matches(found, settings.vendor_id, settings.product_id)
         case NfcSettings():
             parts = settings.path.split(":")
             if parts[0] == "tty" and len(parts) >= 2:  # nfcpy's tty:ACM0:pn532 form
@@ -118,9 +121,10 @@ def inventory(devices: dict[str, DeviceSettings] | None = None) -> dict[str, lis
     }
 
 
-def _service_line(policy: UnitPolicy | None, found: Found) -> str | None:
-    """Whether the installed unit lets the service open a device that matters to the lane."""
-    relevant = found.bus in ("input", "serial") or any(
+def _service_line(policy: UnitPolicy | None, found: Found, owner: str | None) -> str | None:
+    """Whether the installed unit lets the service open a device that matters to the lane: one
+    the config names, or a reader of a kind the lane uses."""
+    relevant = owner is not None or any(
         "NFC reader" in note or "HID-POS" in note for note in found.notes
     )
     if policy is None or not relevant or not Path(found.path).exists():
@@ -128,11 +132,31 @@ def _service_line(policy: UnitPolicy | None, found: Found) -> str | None:
     return service_access(policy, found.path, write=found.bus != "input")
 
 
+def _held_by_service(policy: UnitPolicy | None, found: Found) -> Found:
+    """A device the running service holds (grabbed, claimed) is in use as it should be, not a
+    problem: say so, and what to do before `diag monitor`."""
+    pid = policy.main_pid if policy is not None else None
+    if pid is None or not Path(found.path).exists():
+        return found
+    if found.problem is None and USBFS_NOTE not in found.notes:
+        return found
+    if pid not in {holder for holder, _ in holders(found.path)}:
+        return found
+    note = (
+        f"in use by {UNIT} (PID {pid}), as it should be while the service runs; "
+        "`systemctl stop lane-agent` before `lane-agent diag monitor`"
+    )
+    return dataclasses.replace(found, problem=None, notes=(*found.notes, note))
+
+
 def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> int:
     """Print every device; exit status 1 when a configured device is missing or unusable."""
     devices = dict(config.devices) if config is not None else {}
-    sections = inventory(devices)
     policy = installed_policy()
+    sections = {
+        title: [_held_by_service(policy, f) for f in found]
+        for title, found in inventory(devices).items()
+    }
     claimed: dict[str, Found] = {}
     trouble = 0
     if as_json:
@@ -141,7 +165,7 @@ def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> 
                 {
                     **asdict(f),
                     "claimed_by": claimant(f, devices),
-                    "service": _service_line(policy, f),
+                    "service": _service_line(policy, f, claimant(f, devices)),
                 }
                 for f in found
             ]
@@ -171,7 +195,7 @@ def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> 
                 out.write(f"      {key}: {value}\n")
             if owner is not None:
                 out.write(f"      used by config: devices.{owner}\n")
-            service = _service_line(policy, f)
+            service = _service_line(policy, f, owner)
             if service is not None:
                 out.write(f"      {service}\n")
             if f.problem is not None:

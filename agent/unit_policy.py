@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UNIT = "lane-agent.service"
-_PROPERTIES = ("LoadState", "DevicePolicy", "DeviceAllow", "SupplementaryGroups", "User")
+_PROPERTIES = (
+    "LoadState",
+    "DevicePolicy",
+    "DeviceAllow",
+    "SupplementaryGroups",
+    "User",
+    "MainPID",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,7 @@ class UnitPolicy:
     closed: bool  # DevicePolicy=closed or strict: only DeviceAllow= (and pseudo devices) open
     allow: dict[str, str]
     user: str | None = None  # a fixed User= owning nodes; None for DynamicUser=
+    main_pid: int | None = None  # the running agent, if the service is running
 
 
 def parse_show(text: str) -> UnitPolicy | None:
@@ -50,7 +58,9 @@ def parse_show(text: str) -> UnitPolicy | None:
     groups = frozenset(g for v in props.get("SupplementaryGroups", []) for g in v.split())
     policy = props.get("DevicePolicy", ["auto"])[0]
     user = props.get("User", [""])[0] or None
-    return UnitPolicy(groups, policy in ("closed", "strict"), allow, user)
+    pid = props.get("MainPID", ["0"])[0]
+    main_pid = int(pid) if pid.isdigit() and int(pid) > 0 else None
+    return UnitPolicy(groups, policy in ("closed", "strict"), allow, user, main_pid)
 
 
 def installed_policy(unit: str = UNIT) -> UnitPolicy | None:
@@ -66,12 +76,14 @@ def installed_policy(unit: str = UNIT) -> UnitPolicy | None:
     return parse_show(result.stdout) if result.returncode == 0 else None
 
 
-def char_class(major: int, proc_devices: Path = Path("/proc/devices")) -> str | None:
-    """The kernel's name for a character major (`/proc/devices`), as `char-<name>` uses it."""
+def char_classes(major: int, proc_devices: Path = Path("/proc/devices")) -> list[str]:
+    """The kernel's names for a character major (`/proc/devices`), as `char-<name>` uses them.
+    A major can have several (4 is `/dev/vc/0`, `tty` and `ttyS`)."""
     try:
         lines = proc_devices.read_text().splitlines()
     except OSError:
-        return None
+        return []
+    names: list[str] = []
     in_char = False
     for line in lines:
         if line.strip() == "Character devices:":
@@ -81,23 +93,30 @@ def char_class(major: int, proc_devices: Path = Path("/proc/devices")) -> str | 
         elif in_char:
             number, _, name = line.strip().partition(" ")
             if number.isdigit() and int(number) == major:
-                return name.strip()
-    return None
+                names.append(name.strip())
+    return names
 
 
 def judge(
-    policy: UnitPolicy, *, mode: int, group: str, owner: str | None, cls: str | None, write: bool
+    policy: UnitPolicy,
+    *,
+    mode: int,
+    group: str,
+    owner: str | None,
+    classes: list[str],
+    write: bool,
 ) -> str | None:
-    """Why the service may not open a node with this mode, group and class; None if it may."""
+    """Why the service may not open a node with this mode, group and (any of its major's)
+    classes; None if it may."""
     want = "rw" if write else "r"
     if policy.closed:
-        spec = f"char-{cls}" if cls else None
-        granted = policy.allow.get(spec, "") if spec else ""
-        if not all(p in granted for p in want):
+        specs = [f"char-{cls}" for cls in classes]
+        if not any(all(p in policy.allow.get(spec, "") for p in want) for spec in specs):
+            spec = specs[-1] if specs else "char-<class>"
             return (
-                f"its device class {spec or '(unknown)'} is not allowed {want} by the unit's "
-                "DeviceAllow=; add `DeviceAllow=" + (spec or "char-<class>") + f" {want}` in a "
-                f"drop-in (`systemctl edit {UNIT}`)"
+                f"its device class {' / '.join(specs) or '(unknown)'} is not allowed {want} by "
+                f"the unit's DeviceAllow=; add `DeviceAllow={spec} {want}` in a drop-in "
+                f"(`systemctl edit {UNIT}`)"
             )
     bits = {"r": (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)}
     bits["w"] = (stat.S_IWUSR, stat.S_IWGRP, stat.S_IWOTH)
@@ -131,8 +150,9 @@ def service_access(policy: UnitPolicy, path: str, *, write: bool) -> str:
             owner = pwd.getpwuid(st.st_uid).pw_name
         except KeyError:
             owner = str(st.st_uid)
-    cls = char_class(os.major(st.st_rdev))
-    why = judge(policy, mode=st.st_mode, group=group, owner=owner, cls=cls, write=write)
+    classes = char_classes(os.major(st.st_rdev))
+    why = judge(policy, mode=st.st_mode, group=group, owner=owner, classes=classes, write=write)
     if why is None:
-        return f"service {UNIT}: may open it (group {group}, class char-{cls})"
+        allowed = [c for c in classes if f"char-{c}" in policy.allow] or classes
+        return f"service {UNIT}: may open it (group {group}, class char-{allowed[0]})"
     return f"service {UNIT}: CANNOT open it: {why}"

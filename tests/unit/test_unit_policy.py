@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.unit_policy import UnitPolicy, char_class, judge, parse_show
+from agent.unit_policy import UnitPolicy, char_classes, judge, parse_show
 from tests.conftest import REPO
 
 SHOW = """LoadState=loaded
@@ -17,9 +17,13 @@ DeviceAllow=char-ttyACM rw
 DeviceAllow=char-hidraw rw
 SupplementaryGroups=input dialout plugdev
 User=
+MainPID=392
 """
 PROC_DEVICES = """Character devices:
   1 mem
+  4 /dev/vc/0
+  4 tty
+  4 ttyS
  13 input
 166 ttyACM
 189 usb_device
@@ -43,6 +47,7 @@ def test_show_output_parsed() -> None:
         frozenset({"input", "dialout", "plugdev"}),
         True,
         {"char-input": "r", "char-ttyACM": "rw", "char-hidraw": "rw"},
+        main_pid=392,
     )
 
 
@@ -61,12 +66,23 @@ def test_the_shipped_unit_lists_every_class_the_drivers_open() -> None:
     assert {"char-input", "char-ttyACM", "char-ttyUSB", "char-hidraw", "char-usb_device"} <= allowed
 
 
-def test_char_class_from_proc_devices(tmp_path: Path) -> None:
+def test_char_classes_from_proc_devices(tmp_path: Path) -> None:
     proc = tmp_path / "devices"
     proc.write_text(PROC_DEVICES)
-    assert char_class(166, proc) == "ttyACM"  # not the block device of the same number
-    assert char_class(13, proc) == "input"
-    assert char_class(7, proc) is None
+    assert char_classes(166, proc) == ["ttyACM"]  # not the block device of the same number
+    assert char_classes(4, proc) == ["/dev/vc/0", "tty", "ttyS"]
+    assert char_classes(7, proc) == []
+
+
+def test_a_major_with_several_names_is_allowed_by_any_of_them() -> None:
+    with_ttys = UnitPolicy(frozenset({"dialout"}), True, {"char-ttyS": "rw"})
+    names = ["/dev/vc/0", "tty", "ttyS"]
+    mode = CHR | 0o660
+    assert (
+        judge(with_ttys, mode=mode, group="dialout", owner=None, classes=names, write=True) is None
+    )
+    refused = judge(policy(), mode=mode, group="dialout", owner=None, classes=names, write=True)
+    assert refused is not None and "char-ttyS rw" in refused
 
 
 @pytest.mark.parametrize(
@@ -82,7 +98,7 @@ def test_char_class_from_proc_devices(tmp_path: Path) -> None:
     ],
 )
 def test_judge(mode: int, group: str, cls: str, write: bool, refused: str | None) -> None:
-    why = judge(policy(), mode=mode, group=group, owner=None, cls=cls, write=write)
+    why = judge(policy(), mode=mode, group=group, owner=None, classes=[cls], write=write)
     if refused is None:
         assert why is None
     else:
@@ -91,5 +107,6 @@ def test_judge(mode: int, group: str, cls: str, write: bool, refused: str | None
 
 def test_open_policy_checks_only_groups() -> None:
     auto = UnitPolicy(frozenset({"dialout"}), False, {})
-    assert judge(auto, mode=CHR | 0o660, group="dialout", owner=None, cls="x", write=True) is None
-    assert judge(auto, mode=CHR | 0o660, group="video", owner=None, cls="x", write=True)
+    mode = CHR | 0o660
+    assert judge(auto, mode=mode, group="dialout", owner=None, classes=["x"], write=True) is None
+    assert judge(auto, mode=mode, group="video", owner=None, classes=["x"], write=True)
