@@ -40,14 +40,22 @@ venv: system-deps $(STAMP) $(WEB_STAMP)
 demo: $(DEMO_STAMP) $(WEB_STAMP)
 	$(BIN)/lane-agent demo
 
-# The host suite (with the display page in headless Chromium, tests/browser), then the hardware
-# tier (tests/hardware) in one VM boot: see scripts/vm-test.
+# The host suite (with the display page in headless Chromium, tests/browser), the hardware tier
+# (tests/hardware) in one VM boot (scripts/vm-test), then the service tier (tests/service): the
+# .deb under systemd as PID 1 in another (scripts/vm-service). The package is built once for the
+# host suite's package tests and the service tier, with a second build of the same tree under a
+# higher version for the upgrade test.
+TEST_DEB := build/test-deb
+VERSION = $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n 1)
 test: system-deps $(STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	scripts/build-deb --no-lintian --out $(TEST_DEB)/this >/dev/null
+	scripts/build-deb --no-lintian --out $(TEST_DEB)/next --version $(VERSION)+next1 >/dev/null
+	LANE_AGENT_DEB=$$(ls $(TEST_DEB)/this/*.deb) $(BIN)/pytest
 	scripts/vm-test
+	scripts/vm-service --deb $(TEST_DEB)/this/*.deb --next-deb $(TEST_DEB)/next/*.deb
 
 # The Debian package, build/deb/lane-agent_<version>_<arch>.deb, checked by lintian: see debian/
 # and scripts/build-deb. About a minute; the Python dependencies come pinned and hashed from
@@ -56,12 +64,10 @@ deb:
 	scripts/system-deps.sh deb
 	scripts/build-deb
 
-# The .deb installed by apt into a bookworm image and booted with systemd as PID 1: a sketch of
-# the service-truth VM tier, not part of `make test` yet (docs/packaging.md). About 2 minutes.
-.PHONY: deb-vm
-deb-vm:
-	scripts/system-deps.sh deb-vm
-	scripts/vm-deb-boot
+# Only the service tier (tests/service), building both packages; pytest arguments in ARGS.
+.PHONY: test-service
+test-service: system-deps $(STAMP)
+	scripts/vm-service $(ARGS)
 
 # Only the hardware tier; pytest arguments in ARGS, e.g. make test-hardware ARGS="-k acm -x".
 .PHONY: test-hardware

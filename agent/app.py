@@ -8,15 +8,18 @@ import dataclasses
 import logging
 import signal
 import socket
+import sqlite3
 from collections.abc import Mapping
 from typing import cast
 
-from agent import __version__
-from agent.bus import Bus, ReplyTo, ignore_closed_socket_race
+from agent import __version__, faults
+from agent.admin import Admin
+from agent.bus import Bus, Incoming, ignore_closed_socket_race
 from agent.config import EXIT_CONFIG, Config, DeviceSettings, FifoDeviceSettings
 from agent.contract import (
     OPS,
     DeviceHealthParams,
+    DeviceRecord,
     Event,
     GiftRedeemParams,
     GiftReverseParams,
@@ -34,11 +37,12 @@ from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler, LaneFlow, Provider, TenderFlow
 from agent.flows.orders import OrderDesk
 from agent.homeassistant import Discovery
-from agent.limits import ScanLimiter
+from agent.limits import RequestLimiter, ScanLimiter
 from agent.normalise import Normaliser, unescape
 from agent.orders import OrderBook
 from agent.registry import FLOWS, ProviderEnv, flow_spec, load, provider_spec
-from agent.requests import RequestRouter, ResponseStore
+from agent.requests import UNLIMITED_OPS, RequestRouter, ResponseStore
+from agent.rollout import EXIT_RESTART, ConfigStore
 from agent.scans import FlowHandler, ScanPipeline
 from agent.secrets import read_secret
 from agent.supervisor import Supervisor
@@ -112,9 +116,11 @@ class LaneAgent:
         config: Config,
         notifier: Notifier | None = None,
         transports: Mapping[str, object] | None = None,
+        config_store: ConfigStore | None = None,
     ) -> None:
         """`transports`: provider name → the httpx transport that replaces its network, for
-        in-process tests (simulators.transport)."""
+        in-process tests (simulators.transport). `config_store`: where the config came from,
+        for the fleet's admin ops (agent/rollout.py)."""
         self.config = config
         self.notifier = notifier or Notifier()
         state_dir = config.state_dir()
@@ -129,9 +135,7 @@ class LaneAgent:
             on_status=self.notifier.status,
         )
         self.vault = TokenVault(ttl=config.state.token_ttl, max_entries=config.state.token_max)
-        self.devices = DeviceRegistry(
-            lambda record: self.bus.set_retained(f"devices/{record.device_id}", record)
-        )
+        self.devices = DeviceRegistry(self._device_changed)
         self.keyed = KeyedEntry()
         self.drivers = build_drivers(config, self.keyed)
         if config.homeassistant.discovery:
@@ -163,10 +167,14 @@ class LaneAgent:
             ScanLimiter(config.scans.rate, config.scans.burst, self.devices),
         )
         self.supervisor = Supervisor(self.pipeline.handle)
+        self.admin = Admin(self, config_store)
         self.router = RequestRouter(
             ResponseStore(state_dir / "requests.sqlite"),
             self._handlers(),
             max_payload=config.mqtt.max_payload,
+            limiter=RequestLimiter(
+                config.mqtt.request_rate, config.mqtt.request_burst, config.mqtt.request_pending
+            ),
         )
 
     def _handlers(self) -> dict[str, Handler]:
@@ -186,16 +194,23 @@ class LaneAgent:
         }
         for flow in self.flows:
             handlers |= flow.handlers()
+        handlers |= self.admin.handlers()
         return {op: handlers.get(op) or _not_configured(op) for op in OPS}
 
     def _emit(self, event: Event) -> None:
         self.bus.publish("event", event)
 
-    async def on_request(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
-        answer = await self.router.handle(op, payload)
-        self.bus.publish(f"response/{op}", answer)
-        if reply_to is not None:
-            self.bus.reply(reply_to, answer)
+    def _device_changed(self, record: DeviceRecord) -> None:
+        self.bus.set_retained(f"devices/{record.device_id}", record)
+        self.admin.device_changed(record)
+
+    async def on_request(self, request: Incoming) -> None:
+        answer = await self.router.handle(request.op, request.payload, refusal=request.refusal)
+        urgent = request.op in UNLIMITED_OPS
+        self.bus.publish(f"response/{request.op}", answer, urgent=urgent)
+        if request.reply_to is not None:
+            self.bus.reply(request.reply_to, answer, urgent=urgent)
+        self.admin.answered(request.op, answer)
 
     async def _scan_inject(self, params: ScanInjectParams) -> ScanMessage:
         return self.pipeline.scan(self.keyed.scan(params.data.encode(), params.symbology))
@@ -257,7 +272,7 @@ class LaneAgent:
     def _broker_detail(self) -> str:
         where = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
         if self.bus.connected.is_set():
-            return f"connected to {where}, {self.bus.queued()} queued"
+            return f"connected to {where}, {self.bus.queued()} queued, {self.bus.counters()}"
         return f"not connected to {where}: {self.bus.last_error or 'connecting'}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -267,6 +282,8 @@ class LaneAgent:
         bus_task = asyncio.create_task(self.bus.run(self.on_request), name="bus")
         outbox_task = asyncio.create_task(self.orders.worker.run(), name="outbox")
         self.supervisor.start(self.drivers)
+        self.admin.announce()
+        admin_task = asyncio.create_task(self.admin.run(stop), name="admin")
         interval = watchdog_interval()
         watchdog = (
             asyncio.create_task(run_watchdog(self.notifier, self.bus.healthy, interval))
@@ -281,6 +298,7 @@ class LaneAgent:
             if self.bus.connected.is_set():
                 self.notifier.ready(self._ready_status())
                 log.info("lane-agent %s ready: %s", __version__, self._ready_status())
+                self.admin.online()
             await asyncio.wait({stopped, bus_task}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             if bus_task.done():
@@ -290,6 +308,7 @@ class LaneAgent:
             if watchdog is not None:
                 watchdog.cancel()
             outbox_task.cancel()
+            admin_task.cancel()
             await self.supervisor.stop()
             self.bus.stopping("stopped")
             await cancel_for_sure(bus_task)
@@ -320,15 +339,33 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_daemon(config: Config) -> int:
+async def run_daemon(config: Config, store: ConfigStore | None = None) -> int:
+    """Run the agent; its exit status: 0 when stopped, EXIT_RESTART when it asked to be
+    started again (admin ops, a rollback), EXIT_CONFIG when it cannot run with `config`."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
     ignore_closed_socket_race(asyncio.get_running_loop())
+    faults.install(asyncio.get_running_loop())
     try:
-        agent = LaneAgent(config)
+        agent = LaneAgent(config, config_store=store)
     except LaneError as exc:  # a provider without its key, a ledger that cannot be opened
-        log.error("cannot start: %s", exc.message)
-        Notifier().status(f"refusing to start: {exc.message}")
-        return EXIT_CONFIG
+        return _refuse(exc.message, store)
+    except OSError as exc:  # the state directory broke after `run` checked it
+        return _refuse(f"{exc.filename or config.state_dir()}: {exc.strerror or exc}", None)
+    except sqlite3.Error as exc:
+        return _refuse(f"the agent's records in {config.state_dir()}: {exc}", None)
     await agent.run(stop)
-    return 0
+    return agent.admin.exit_code
+
+
+def _refuse(reason: str, store: ConfigStore | None) -> int:
+    """One line in the log and the unit's status. A fleet-applied config that cannot start is
+    rolled back to the last good one and the agent asks to be started again (EXIT_RESTART);
+    otherwise the exit status systemd does not restart on: starting again cannot fix a missing
+    key or a full disk."""
+    log.error("cannot start: %s", reason)
+    if store is not None and store.roll_back(f"cannot start: {reason}") is not None:
+        Notifier().status(f"config rolled back: {reason}")
+        return EXIT_RESTART
+    Notifier().status(f"refusing to start: {reason}")
+    return EXIT_CONFIG

@@ -4,6 +4,11 @@ The reconnect loop follows aiomqtt's recommended pattern (one `async with` per c
 what a lane needs: a last will, the retained `state` and device records republished on every
 connect, resubscription, backoff with full jitter, and one ordered publisher so a message queued
 while the broker was away goes out once it is back.
+
+No single message may cost the connection (issue 14): a message that cannot be published (its
+topic, its size) is dropped and counted, never retried on every reconnect; a retained request or
+one whose Response Topic is outside `{base}/reply/` is passed on refused, to be answered and
+never run; and the broker is told the largest packet the agent takes (MQTT v5).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
 from agent.config import MqttSettings
@@ -32,8 +38,28 @@ from agent.secrets import Secret, credential_path
 
 log = logging.getLogger(__name__)
 
-RequestHandler = Callable[[str, bytes, "ReplyTo | None"], Awaitable[None]]
+RequestHandler = Callable[["Incoming"], Awaitable[None]]
 WatchHandler = Callable[[str, bytes], None]
+
+MAX_TOPIC_BYTES = 65535  # MQTT's UTF-8 string length field is two bytes
+# Room for a request's topic, properties and headers above `mqtt.max_payload`: the MQTT v5
+# Maximum Packet Size the agent announces, so the broker never sends it a 200 MB request.
+PACKET_OVERHEAD = 65536 + 4096
+
+
+def seldom(count: int) -> bool:
+    """Log the 1st, 2nd, 4th, 8th... of a kind of drop: a flood costs a few lines, not one each,
+    and the count in the last line says how many."""
+    return count & (count - 1) == 0
+
+
+def largest_payload(max_payload: int) -> int:
+    """The largest payload the agent publishes: twice the largest request, as an answer may
+    repeat one (an order's lines). The broker's `message_size_limit` must be at least this
+    (docs/security.md): a message it drops gets no PUBACK, and waiting for one would cost the
+    connection and then, sent again, every reconnect."""
+    return 2 * max_payload
+
 
 # Nagle's algorithm off: a request's PUBACK, its events and its answer are small writes in a
 # row, and with Nagle each waited for the broker's delayed ACK (40 ms on Linux): about 80 ms
@@ -47,6 +73,17 @@ class ReplyTo:
 
     topic: str
     correlation: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request as it came off the broker. `refusal` says why it must not run (retained, or a
+    Response Topic the agent will not publish to); it is still answered, with that reason."""
+
+    op: str
+    payload: bytes
+    reply_to: ReplyTo | None = None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +101,30 @@ def backoff(attempt: int, low: float, high: float) -> float:
 
 
 def publishable(topic: str) -> bool:
-    """A topic one can publish to: no wildcards, no control characters, at most 65535 bytes."""
+    """A topic one can publish to: valid UTF-8 of 1 to 65535 bytes, no wildcards, no NUL or other
+    control characters. paho raises ValueError on some of these and the broker drops the client
+    for others; checked before anything is queued, one bad topic costs one message, never the
+    connection."""
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
     return (
-        0 < len(topic.encode()) <= 65535
+        0 < size <= MAX_TOPIC_BYTES
         and not {"+", "#"} & set(topic)
         and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in topic)
     )
+
+
+def reply_problem(topic: str, base: str) -> str | None:
+    """Why the agent will not answer on a request's Response Topic, or None. Only the lane's own
+    `reply/` subtree: anywhere else under its base topic (`state`, `event`, `response/...`) a
+    screen would speak as the agent, which the ACL lets the agent, not the screen, do."""
+    if not topic.startswith(f"{base}/reply/"):
+        return f"the Response Topic must be under {base}/reply/"
+    if not publishable(topic):
+        return "the Response Topic is not one a message can be published to (a wildcard?)"
+    return None
 
 
 def _encrypted_key() -> str:
@@ -162,6 +217,7 @@ class Bus:
         self.connected = asyncio.Event()
         self.last_progress = time.monotonic()
         self.dropped = 0
+        self.unsendable = 0
         self.last_error: str | None = None
 
     def topic(self, suffix: str) -> str:
@@ -169,13 +225,18 @@ class Bus:
 
     # --- what the rest of the agent calls ---------------------------------------------------------
 
-    def publish(self, suffix: str, message: BaseModel, *, qos: int = 1) -> None:
-        """Queue a stream message (scan, event, response); order is kept across reconnects."""
-        self._enqueue(Outgoing(self.topic(suffix), message.model_dump_json().encode(), qos, False))
-
-    def reply(self, reply_to: ReplyTo, message: BaseModel) -> None:
+    def publish(
+        self, suffix: str, message: BaseModel, *, qos: int = 1, urgent: bool = False
+    ) -> None:
+        """Queue a stream message (scan, event, response); order is kept across reconnects.
+        `urgent` goes ahead of everything queued (a health ping's answer during a flood)."""
         payload = message.model_dump_json().encode()
-        self._enqueue(Outgoing(reply_to.topic, payload, 1, False, reply_to.correlation))
+        self._enqueue(Outgoing(self.topic(suffix), payload, qos, False), urgent=urgent)
+
+    def reply(self, reply_to: ReplyTo, message: BaseModel, *, urgent: bool = False) -> None:
+        payload = message.model_dump_json().encode()
+        outgoing = Outgoing(reply_to.topic, payload, 1, False, reply_to.correlation)
+        self._enqueue(outgoing, urgent=urgent)
 
     def set_retained(self, suffix: str, message: BaseModel) -> None:
         """Publish retained state now and again after every reconnect."""
@@ -184,10 +245,11 @@ class Bus:
     def retain(self, topic: str, payload: bytes) -> None:
         """Publish a retained message on any topic now and again after every reconnect; an empty
         payload clears the topic."""
-        if self._retained.get(topic) == payload:
+        message = Outgoing(topic, payload, 1, True)
+        if self._retained.get(topic) == payload or not self._sendable(message):
             return
         self._retained[topic] = payload
-        self._enqueue(Outgoing(topic, payload, 1, True))
+        self._enqueue(message)
 
     def watch(self, topic_filter: str, handler: WatchHandler) -> None:
         """Subscribe to `topic_filter` on every connect and pass its messages to `handler`
@@ -200,6 +262,10 @@ class Bus:
 
     def queued(self) -> int:
         return len(self._queue)
+
+    def counters(self) -> str:
+        """What the bus has had to drop, for the broker line of device.health."""
+        return f"{self.dropped} dropped (queue full), {self.unsendable} unsendable"
 
     def outgoing(self) -> tuple[Outgoing, ...]:
         """What waits for the broker, oldest first (all of it, before the agent runs)."""
@@ -244,8 +310,14 @@ class Bus:
         self._stop_reason = reason
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        # Subscribe first: a screen that sees "online" may send a request at once.
-        await client.subscribe(self.topic("request/+"), qos=1)
+        # Subscribe first: a screen that sees "online" may send a request at once. With v5, a
+        # retained request keeps its retain flag however it arrives (so it is never run), and
+        # the agent does not get back its own publishes (the empty message clearing one).
+        options = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
+        if self.settings.protocol == "5":
+            await client.subscribe(self.topic("request/+"), options=options)
+        else:
+            await client.subscribe(self.topic("request/+"), qos=1)
         for topic_filter, _ in self._watches:
             await client.subscribe(topic_filter, qos=1)
         online = AgentState(state="online", version=self._version, since=self._since)
@@ -283,46 +355,86 @@ class Bus:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(3):
                 while self._queue:
-                    await self._send(client, self._queue[0])
-                    self._queue.popleft()
+                    await self._send_next(client)
                 await client.publish(
                     self.topic("state"), offline.model_dump_json(), qos=1, retain=True
                 )
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _enqueue(self, message: Outgoing) -> None:
+    def _sendable(self, message: Outgoing) -> bool:
+        if not publishable(message.topic):
+            self._unsendable(message.topic, "not a topic one can publish to")
+            return False
+        if len(message.payload) > largest_payload(self.settings.max_payload):
+            self._unsendable(message.topic, f"a payload of {len(message.payload)} bytes")
+            return False
+        return True
+
+    def _unsendable(self, topic: str, why: str) -> None:
+        self.unsendable += 1
+        if seldom(self.unsendable):
+            log.warning(
+                "MQTT message to %.80r (a topic of %d bytes) dropped: %s (%d so far)",
+                topic,
+                len(topic.encode("utf-8", "replace")),
+                why,
+                self.unsendable,
+            )
+
+    def _enqueue(self, message: Outgoing, *, urgent: bool = False) -> None:
+        if not self._sendable(message):
+            return
         if len(self._queue) >= self.settings.outgoing_queue:
             self._queue.popleft()
             self.dropped += 1
-            log.warning(
-                "MQTT outgoing queue full; dropped the oldest message (%d so far)", self.dropped
-            )
-        self._queue.append(message)
+            if seldom(self.dropped):
+                log.warning(
+                    "MQTT outgoing queue full; dropped the oldest message (%d so far)",
+                    self.dropped,
+                )
+        if urgent:
+            self._queue.appendleft(message)
+        else:
+            self._queue.append(message)
         self._wakeup.set()
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
             while self._queue:
-                # Peek, send, then pop: a message interrupted by a disconnect is sent again later.
-                await self._send(client, self._queue[0])
-                self._queue.popleft()
+                await self._send_next(client)
                 self.last_progress = time.monotonic()
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    async def _send_next(self, client: aiomqtt.Client) -> None:
+        """Send the queue's head. It leaves the queue while in flight, so neither an urgent
+        message nor a full queue's drop can take its place; a disconnect puts it back first."""
+        message = self._queue.popleft()
+        try:
+            await self._send(client, message)
+        except BaseException:
+            self._queue.appendleft(message)
+            raise
+
     async def _send(self, client: aiomqtt.Client, message: Outgoing) -> None:
+        """Publish one message; one paho refuses (ValueError: a payload over MQTT's limit) is
+        dropped and counted: left at the head of the queue it would be tried on every reconnect,
+        and nothing after it would ever go out."""
         properties = None
         if message.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = message.correlation
-        await client.publish(
-            message.topic,
-            message.payload,
-            qos=message.qos,
-            retain=message.retain,
-            properties=properties,
-        )
+        try:
+            await client.publish(
+                message.topic,
+                message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                properties=properties,
+            )
+        except ValueError as exc:
+            self._unsendable(message.topic, str(exc))
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         prefix = self.topic("request/")
@@ -332,21 +444,43 @@ class Bus:
             if not str(message.topic).startswith(prefix):
                 self._watched(str(message.topic), payload)
                 continue
-            op = str(message.topic).removeprefix(prefix)
-            reply_to = None
-            props = message.properties
-            response_topic = getattr(props, "ResponseTopic", None) if props else None
-            if response_topic and publishable(response_topic):
-                reply_to = ReplyTo(response_topic, getattr(props, "CorrelationData", None))
-            elif response_topic:
-                # paho refuses to publish it (or the broker drops the agent for it), and the
-                # answer would stay at the head of the queue, blocking every later one.
-                log.warning(
-                    "request %s: ignoring Response Topic %.80r: not publishable", op, response_topic
-                )
-            task = asyncio.create_task(self._dispatch(op, payload, reply_to))
+            incoming = self._incoming(message, payload)
+            if incoming is None:
+                continue
+            task = asyncio.create_task(self._dispatch(incoming))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _incoming(self, message: aiomqtt.Message, payload: bytes) -> Incoming | None:
+        """The request a message carries, refused when it must not run; None for an empty
+        retained message (a retained request being cleared: nothing to answer)."""
+        topic = str(message.topic)
+        op = topic.removeprefix(self.topic("request/"))
+        if message.retain:
+            if not payload:
+                return None
+            # Run on every reconnect, and a keyed code would sit on the broker in clear: clear
+            # it (the ACL lets the agent write its request topics) and refuse it.
+            log.warning("request %.80r was retained: not run, and cleared on the broker", op)
+            self._enqueue(Outgoing(topic, b"", 1, True))
+            return Incoming(
+                op,
+                payload,
+                refusal="a retained request is never run: publish requests without the retain flag",
+            )
+        props = message.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        if not response_topic:
+            return Incoming(op, payload)
+        problem = reply_problem(response_topic, self.base)
+        if problem is not None:
+            log.warning(
+                "request %.80r refused: Response Topic %.80r: %s", op, response_topic, problem
+            )
+            return Incoming(op, payload, refusal=f"{problem}; nothing was done")
+        return Incoming(
+            op, payload, ReplyTo(response_topic, getattr(props, "CorrelationData", None))
+        )
 
     def _watched(self, topic: str, payload: bytes) -> None:
         for topic_filter, handler in self._watches:
@@ -356,17 +490,23 @@ class Bus:
                 except Exception:  # a bug there must not cost the connection
                     log.exception("handler for %s failed on %s", topic_filter, topic)
 
-    async def _dispatch(self, op: str, payload: bytes, reply_to: ReplyTo | None) -> None:
+    async def _dispatch(self, incoming: Incoming) -> None:
         assert self._handler is not None
         try:
-            await self._handler(op, payload, reply_to)
+            await self._handler(incoming)
         except Exception:
-            log.exception("request handler for %s failed", op)
+            log.exception("request handler for %.80r failed", incoming.op)
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
         offline = AgentState(state="offline", version=self._version).model_dump_json()
         v5 = s.protocol == "5"
+        connect = None
+        if v5:
+            # The broker (v5) then drops a larger message for the agent by its length header,
+            # before a byte of it reaches the agent's memory.
+            connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect.MaximumPacketSize = s.max_payload + PACKET_OVERHEAD
         return aiomqtt.Client(
             s.host,
             s.port,
@@ -380,4 +520,5 @@ class Bus:
             tls_context=self._tls,
             max_queued_incoming_messages=1000,
             socket_options=NO_DELAY,
+            properties=connect,
         )

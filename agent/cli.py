@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, EXIT_CONFIG, Config, ConfigError, load_config
+from agent.config import (
+    DEFAULT_CONFIG_PATH,
+    EXIT_CONFIG,
+    Config,
+    ConfigError,
+    check_state_dir,
+    load_config,
+)
 
 EPILOG = """\
 examples:
@@ -29,31 +36,50 @@ def _default_config() -> Path:
     return Path(os.environ.get("LANE_AGENT_CONFIG", DEFAULT_CONFIG_PATH))
 
 
-def _load_or_report(path: Path) -> Config | None:
+def _load_or_report(path: Path, *, keeps_state: bool = False) -> Config | None:
+    """The config, or None after printing its problems; `keeps_state`: also those of the state
+    directory, for the commands that start the agent or vouch for it."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        if keeps_state and (problems := check_state_dir(config)):
+            raise ConfigError(problems)
+        return config
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _report(path, exc)
         return None
+
+
+def _report(path: Path, exc: ConfigError) -> None:
+    print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.app import run_daemon
     from agent.logs import setup_logging
+    from agent.rollout import ConfigStore
     from agent.systemd import Notifier
 
-    config = _load_or_report(args.config)
+    config = _load_or_report(args.config, keeps_state=True)
     if config is None:
         Notifier().status(f"refusing to start: invalid config {args.config}")
         return EXIT_CONFIG
     setup_logging(args.log_level or config.log.level)
-    return asyncio.run(run_daemon(config))
+    # A config the fleet applied (admin.config.apply) runs instead, or is rolled back here.
+    store = ConfigStore(args.config, config.state_dir())
+    try:
+        config = store.start()
+    except ConfigError as exc:
+        _report(store.path, exc)
+        Notifier().status(f"refusing to start: invalid config {store.path}")
+        return EXIT_CONFIG
+    setup_logging(args.log_level or config.log.level)
+    return asyncio.run(run_daemon(config, store))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.file)
+    config = _load_or_report(args.file, keeps_state=True)
     if config is None:
         return EXIT_CONFIG
     devices = ", ".join(["keyed", *config.devices]) or "none"
@@ -144,7 +170,7 @@ def _diag_config(args: argparse.Namespace, required: bool) -> tuple[int, Config 
 def cmd_diag(args: argparse.Namespace) -> int:
     from agent import diag
 
-    code, config = _diag_config(args, required=args.diag in {"monitor", "health"})
+    code, config = _diag_config(args, required=args.diag in {"monitor", "health", "providers"})
     if code:
         return code
     if args.diag == "devices":
@@ -156,6 +182,8 @@ def cmd_diag(args: argparse.Namespace) -> int:
     assert config is not None
     if args.diag == "health":
         return asyncio.run(diag.health(config, sys.stdout))
+    if args.diag == "providers":
+        return asyncio.run(diag.providers(config, sys.stdout))
 
     async def run_monitor() -> int:
         from agent.app import install_signal_handlers
@@ -221,6 +249,70 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     outbox.drop(entry.id)
     print(f"dropped entry {entry.id}")
     return 0
+
+
+def cmd_kseries_notify(args: argparse.Namespace) -> int:
+    from agent import kseries_notify
+    from agent.app import install_signal_handlers
+    from agent.logs import setup_logging
+
+    try:
+        settings = kseries_notify.load_settings(args.config)
+        kseries_notify.password_of(settings)
+    except ValueError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.log_level)
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        return await kseries_notify.run(settings, stop)
+
+    return asyncio.run(serve())
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """The operator's commands at the central broker (agent/fleet.py)."""
+    from agent import fleet
+
+    try:
+        settings = fleet.load_settings(args.config)
+    except ConfigError as exc:
+        _report(args.config, exc)
+        return EXIT_CONFIG
+
+    def lane_of(text: str) -> tuple[str, str]:
+        store, _, lane = text.partition("/")
+        if not store or not lane or "/" in lane:
+            raise SystemExit(f"lane-agent fleet: {text!r}: give a lane as STORE/LANE, e.g. s1/l1")
+        return store, lane
+
+    async def run() -> int:
+        async with fleet.Central.connect(settings) as central:
+            out = sys.stdout
+            if args.fleet == "ls":
+                rows = await fleet.list_lanes(central, args.store, args.wait)
+                fleet.print_rows(rows, out, args.json)
+                return 0
+            if args.fleet == "apply":
+                text = args.file.read_text(encoding="utf-8")
+                lanes = args.lanes.split(",") if args.lanes else None
+                return await fleet.apply(
+                    central, text, args.store, lanes, args.canary, args.timeout, out
+                )
+            store, lane = lane_of(args.lane)
+            if args.fleet == "bundle":
+                return await fleet.bundle(central, store, lane, args.output, out)
+            if args.fleet == "restart":
+                return await fleet.restart(central, store, lane, out)
+            return await fleet.log_level(central, store, lane, args.level, args.minutes, out)
+
+    try:
+        return asyncio.run(run())
+    except TimeoutError:
+        print("lane-agent fleet: no answer in time (is the lane online?)", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diag = sub.add_parser(
         "diag",
-        help="technician diagnostics: devices, monitor, health, bundle",
+        help="technician diagnostics: devices, monitor, health, providers, bundle",
         description="Diagnostics for a lane where a device does nothing. Stop the daemon first "
         "for `monitor` (it grabs the device): `systemctl stop lane-agent`.",
     )
@@ -341,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         "check each device, the broker and each provider",
         "Run the internal and external health check of every configured device, connect to the "
         "broker and check each configured provider. Exit 1 if anything fails.",
+    )
+    diag_parser(
+        "providers",
+        "try every endpoint each configured provider uses",
+        "Call each endpoint of each configured provider once with a request that names nothing "
+        "(an empty body, a made-up reference), so nothing moves, and print what answered: a "
+        "wrong path shows as 'no such endpoint', a wrong key as refused. Exit 1 if any fails.",
     )
     bundle = diag_parser(
         "bundle",
@@ -398,7 +497,110 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("id", type=int)
     drop.add_argument("--yes", action="store_true", help="do not ask")
     outbox.set_defaults(func=cmd_outbox)
+
+    notify = sub.add_parser(
+        "kseries-notify",
+        help="receive K-Series receipt notifications centrally and settle the lanes' card payments",
+        description="On the fleet's central host: accept Lightspeed K-Series real-time "
+        "notifications (HTTP Basic auth, as registered with K-Series) and send the lane that "
+        "took a card payment on a finalized receipt order.paid, on a voided one order.void or "
+        "order.refund, over the central broker (docs/providers/kseries.md).",
+    )
+    notify.add_argument("-c", "--config", type=Path, required=True, help="kseries-notify.toml")
+    notify.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+    )
+    notify.set_defaults(func=cmd_kseries_notify)
+
+    add_fleet_parser(sub)
     return parser
+
+
+FLEET_EPILOG = """\
+examples:
+  lane-agent fleet --config central.toml ls --json
+  lane-agent fleet --config central.toml apply lane.toml --store s1 --canary 1
+  lane-agent fleet --config central.toml bundle s1/l1 -o /tmp
+  lane-agent fleet --config central.toml log-level s1/l1 debug 30
+
+central.toml has the [mqtt] table a lane has (host, port, username, password_file, [mqtt.tls]),
+for the central broker and the fleet identity (docs/fleet.md: fleet-ops).
+"""
+
+
+def add_fleet_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fleet = sub.add_parser(
+        "fleet",
+        help="the operator's view of every lane through the central broker, and admin ops",
+        description="List every lane the store bridges carry to the central broker (from their "
+        "retained info and state), roll a config out with canaries and automatic rollback, "
+        "collect a support bundle, restart a lane or raise its log level for a while. Works "
+        "over MQTT only: the lanes' admin.* ops, which only the fleet identity may send.",
+        epilog=FLEET_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fleet.add_argument(
+        "-c", "--config", type=Path, required=True, help="a TOML file with the [mqtt] table"
+    )
+    fleet.set_defaults(func=cmd_fleet)
+    what = fleet.add_subparsers(dest="fleet", metavar="COMMAND", required=True)
+    ls = what.add_parser(
+        "ls",
+        help="every lane: state and since when, version, config hash, outbox, health",
+        description="One line per lane (or JSON lines with --json: store, lane, state, since, "
+        "version, config_hash, health, outbox_pending, outbox_dead, uptime_s, bridge). "
+        "A lane whose store bridge is down shows 'unreachable': its last state is stale.",
+    )
+    ls.add_argument("--store", help="only this store")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        help="stop after this many seconds without a new message (default %(default)s)",
+    )
+    apply = what.add_parser(
+        "apply",
+        help="apply a config to a store's lanes, canaries first, stop on the first failure",
+        description="Send CONFIG (a lane config; without a [lane] table each lane keeps its own) "
+        "to each lane: the lane checks it as check-config does, restarts with it and keeps it "
+        "once back online and healthy, else restores its previous config by itself. Lanes go "
+        "one at a time, the --canary first; a line per lane; the first lane refused, rolled "
+        "back or not back in time stops the rollout (exit 1).",
+    )
+    apply.add_argument("file", type=Path, metavar="CONFIG")
+    apply.add_argument("--store", required=True)
+    apply.add_argument("--lanes", help="a,b,c: these lanes in this order (default: all seen)")
+    apply.add_argument(
+        "--canary", type=int, default=1, help="lanes first on their own (default %(default)s)"
+    )
+    apply.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds a lane has to come back online before it rolls back (default %(default)s)",
+    )
+    bundle = what.add_parser(
+        "bundle",
+        help="collect a lane's support bundle (redacted) into a file",
+        description="The archive `lane-agent diag bundle` writes on the lane, sent in chunks.",
+    )
+    bundle.add_argument("lane", metavar="STORE/LANE")
+    bundle.add_argument("-o", "--output", type=Path, default=Path("."), help="file or directory")
+    restart = what.add_parser(
+        "restart",
+        help="restart a lane's agent and wait until it is online again",
+        description="The agent answers, exits, and systemd starts it again.",
+    )
+    restart.add_argument("lane", metavar="STORE/LANE")
+    level = what.add_parser(
+        "log-level",
+        help="set a lane's log level for some minutes",
+        description="The level reverts to the config's by itself after MINUTES.",
+    )
+    level.add_argument("lane", metavar="STORE/LANE")
+    level.add_argument("level", choices=["debug", "info", "warning", "error"])
+    level.add_argument("minutes", type=int)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

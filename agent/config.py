@@ -8,12 +8,21 @@ is read from a `*_file` key or from `$CREDENTIALS_DIRECTORY/<name>` (systemd `Lo
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    create_model,
+)
 
 from agent import registry
 from agent.errors import LaneError
@@ -27,6 +36,9 @@ EXIT_CONFIG = 2
 
 DEFAULT_CONFIG_PATH = Path("/etc/lane-agent/lane-agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/lane-agent")
+# What the state directory must have free for the agent to start: its databases' first pages and
+# a few transactions. Less, and it would refuse payments (`storage_full`) within minutes.
+STATE_MIN_FREE = 256 * 1024
 
 # Keys that hold a secret when written inline; the error then says where secrets go instead.
 _SECRET_KEYS = {"password", "api_key", "apikey", "token", "secret", "key_password", "btoken"}
@@ -51,7 +63,8 @@ def _topic_prefix(value: str) -> str:
     return value
 
 
-Port = Annotated[int, AfterValidator(_port)]
+Port = Annotated[int, Strict(), AfterValidator(_port)]
+"""A TOML integer: `port = "1883"` is a mistake worth naming, not a string to coerce."""
 TopicLevel = Annotated[str, AfterValidator(_topic_level)]
 
 
@@ -75,7 +88,13 @@ class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 1883
     prefix: Annotated[str, AfterValidator(_topic_prefix)] = "lane-agent"
-    client_id: str | None = None
+    client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="MQTT client id; default `lane-agent-{store}-{lane}-{hostname}`. A broker "
+        "with `use_username_as_clientid` (docs/security.md) replaces it with the user name",
+    )
     username: str | None = None
     password_file: Path | None = None
     protocol: Literal["5", "3.1.1"] = "5"
@@ -86,6 +105,17 @@ class MqttSettings(_Section):
     max_payload: int = Field(65536, ge=1024, le=1_000_000)
     outgoing_queue: int = Field(
         1000, ge=10, le=100_000, description="messages kept while the broker is unreachable"
+    )
+    request_rate: float = Field(
+        50.0,
+        ge=0,
+        le=10_000,
+        description="requests a second the lane takes from its screens together; more are "
+        "answered `busy` (0: no limit; `device.health` is never limited)",
+    )
+    request_burst: int = Field(100, ge=1, le=100_000, description="requests over the rate at once")
+    request_pending: int = Field(
+        32, ge=1, le=10_000, description="requests running at once; more are answered `busy`"
     )
 
 
@@ -307,12 +337,29 @@ def _check_secrets(config: Config) -> list[str]:
         for name in ("ca_file", "cert_file", "key_file"):
             secret_files[f"mqtt.tls.{name}"] = getattr(config.mqtt.tls, name)
     for key, path in secret_files.items():
-        if path is not None and not os.access(path, os.R_OK):
-            reason = "no such file" if not path.exists() else "not readable by this user"
+        reason = None if path is None else _unreadable(path)
+        if reason is not None:
             problems.append(f"{key}: {path}: {reason}")
     if config.mqtt.password_file is not None and config.mqtt.username is None:
         problems.append("mqtt.username: required when mqtt.password_file is set")
     return problems
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the agent could not read the file, by reading it as the agent will (a directory
+    passes `os.access`), or None."""
+    try:
+        with path.open("rb") as file:
+            file.read(1)
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "a directory, not a file"
+    except PermissionError:
+        return "not readable by this user"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def _check_flows(config: Config) -> list[str]:
@@ -354,6 +401,57 @@ def _check_keys(config: Config) -> list[str]:
             except LaneError as exc:
                 problems.append(exc.message)
     return problems
+
+
+def check_state_dir(config: Config) -> list[str]:
+    """The state directory's problems, found the way the agent would meet them: by writing there.
+    Only `run` and `check-config` look (the agent's records live there); the tools that only
+    read the config (`diag`, `parse`, `outbox`) must work on a full disk too."""
+    path = config.state_dir()
+    where = f"state.dir: {path}"
+    if not path.exists():
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return [f"{where}: does not exist, and {parent} does not let this user create it"]
+        return []  # the agent creates it
+    if not path.is_dir():
+        return [f"{where}: not a directory"]
+    try:
+        _write_probe(path)
+        disk = os.statvfs(path)
+    except OSError as exc:
+        return [f"{where}: {_write_problem(exc)}"]
+    if disk.f_bavail * disk.f_frsize < STATE_MIN_FREE:
+        return [f"{where}: {_NO_ROOM}"]
+    return [  # the agent rewrites every file it keeps there
+        f"{where}: {file.name}: not writable by this user"
+        for file in sorted(path.iterdir())
+        if file.is_file() and not os.access(file, os.R_OK | os.W_OK)
+    ]
+
+
+_NO_ROOM = f"no room for the agent's records (it needs {STATE_MIN_FREE // 1024} KiB free)"
+
+
+def _write_probe(path: Path) -> None:
+    probe = path / f".lane-agent-check-{os.getpid()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\0")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        probe.unlink()
+
+
+def _write_problem(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return _NO_ROOM
+    if exc.errno == errno.EROFS:
+        return "on a read-only file system"
+    if exc.errno == errno.EACCES:
+        return "not writable by this user"
+    return f"cannot write there: {exc.strerror or exc}"
 
 
 def load_config(path: Path) -> Config:

@@ -3,13 +3,15 @@
 `devices` lists the hardware, which config entry claims each device and, for one that cannot be
 opened, why and the exact fix; `monitor` shows what a device sends, live, so a wrong keyboard
 layout or a missing Enter suffix is visible at a glance; `health` runs every check the daemon
-can; `bundle` packs it all, with recent logs, into one archive for support.
+can; `providers` tries every endpoint each provider uses, so a wrong path shows on day one;
+`bundle` packs it all, with recent logs, into one archive for support.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import io
 import json
@@ -35,8 +37,10 @@ from agent.bus import tls_context
 from agent.config import Config, DeviceSettings, FifoDeviceSettings
 from agent.errors import LaneError
 from agent.normalise import Normaliser, escape
+from agent.providers.http import ChecksEndpoints
 from agent.registry import ProviderEnv
 from agent.secrets import read_secret
+from agent.unit_policy import UNIT, UnitPolicy, installed_policy, service_access
 from drivers.base import (
     DriverEvent,
     DroppedInput,
@@ -46,7 +50,7 @@ from drivers.base import (
     TagRead,
     TagRemoved,
 )
-from drivers.discovery import Found, input_devices, serial_ports, usb_devices
+from drivers.discovery import USBFS_NOTE, Found, holders, input_devices, serial_ports, usb_devices
 from drivers.keyboard import KeyboardScanner, Node, select_nodes
 from drivers.settings import HidPosSettings, KeyboardSettings, NfcSettings, SerialSettings
 
@@ -67,9 +71,13 @@ def _claims(found: Found, settings: DeviceSettings) -> bool:
             return found.bus == "serial" and os.path.realpath(settings.port) == found.path
         case HidPosSettings():
             hidpos = any("HID-POS" in note for note in found.notes)
-            return hidpos and _usb_matches(found, settings.vendor_id, settings.product_id)
+            # Held through libusb (by the running agent, say): named by its ids alone.
+            held = USBFS_NOTE in found.notes and settings.vendor_id is not None
+            return (hidpos or held) and _usb_matches(found, settings.vendor_id, settings.product_id)
         case NfcSettings():
             parts = settings.path.split(":")
+            if parts[0] == "tty" and len(parts) >= 2:  # nfcpy's tty:ACM0:pn532 form
+                return found.bus == "serial" and found.path == f"/dev/tty{parts[1]}"
             if parts[0] != "usb" or not any("NFC reader" in note for note in found.notes):
                 return False
             if len(parts) == 3 and len(parts[1]) == 3:  # nfcpy's usb:BUS:DEV form
@@ -85,23 +93,82 @@ def claimant(found: Found, devices: dict[str, DeviceSettings]) -> str | None:
     return next((d for d, settings in devices.items() if _claims(found, settings)), None)
 
 
-def inventory() -> dict[str, list[Found]]:
+NFC = "NFC readers"
+NFC_NONE = (
+    ": a USB reader nfcpy drives shows here when plugged in; a serial one (PN532 on a UART) "
+    'once the config names it, e.g. path = "tty:USB0:pn532"'
+)
+
+
+def _is_nfc(found: Found, devices: dict[str, DeviceSettings]) -> bool:
+    """A USB reader nfcpy knows, or a serial port the config names as an NFC reader."""
+    if any("NFC reader" in note for note in found.notes):
+        return True
+    owner = claimant(found, devices)
+    return owner is not None and isinstance(devices[owner], NfcSettings)
+
+
+def inventory(devices: dict[str, DeviceSettings] | None = None) -> dict[str, list[Found]]:
+    """Every device by section; NFC readers (USB, or serial ones the config names) have their
+    own, since to a technician a reader is not "some USB device"."""
+    devices = devices or {}
+    serial, usb = serial_ports(), usb_devices()
     return {
         "Input devices (keyboard-wedge scanners)": input_devices(),
-        "Serial ports": serial_ports(),
-        "USB devices": usb_devices(),
+        "Serial ports": [f for f in serial if not _is_nfc(f, devices)],
+        NFC: [f for f in usb + serial if _is_nfc(f, devices)],
+        "USB devices": [f for f in usb if not _is_nfc(f, devices)],
     }
+
+
+def _service_line(policy: UnitPolicy | None, found: Found, owner: str | None) -> str | None:
+    """Whether the installed unit lets the service open a device that matters to the lane: one
+    the config names, or a reader of a kind the lane uses."""
+    relevant = owner is not None or any(
+        "NFC reader" in note or "HID-POS" in note for note in found.notes
+    )
+    if policy is None or not relevant or not Path(found.path).exists():
+        return None
+    return service_access(policy, found.path, write=found.bus != "input")
+
+
+def _held_by_service(policy: UnitPolicy | None, found: Found) -> Found:
+    """A device the running service holds (grabbed, claimed) is in use as it should be, not a
+    problem: say so, and what to do before `diag monitor`."""
+    pid = policy.main_pid if policy is not None else None
+    if pid is None or not Path(found.path).exists():
+        return found
+    if found.problem is None and USBFS_NOTE not in found.notes:
+        return found
+    if pid not in {holder for holder, _ in holders(found.path)}:
+        return found
+    note = (
+        f"in use by {UNIT} (PID {pid}), as it should be while the service runs; "
+        "`systemctl stop lane-agent` before `lane-agent diag monitor`"
+    )
+    return dataclasses.replace(found, problem=None, notes=(*found.notes, note))
 
 
 def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> int:
     """Print every device; exit status 1 when a configured device is missing or unusable."""
     devices = dict(config.devices) if config is not None else {}
-    sections = inventory()
+    policy = installed_policy()
+    sections = {
+        title: [_held_by_service(policy, f) for f in found]
+        for title, found in inventory(devices).items()
+    }
     claimed: dict[str, Found] = {}
     trouble = 0
     if as_json:
         payload = {
-            title: [{**asdict(f), "claimed_by": claimant(f, devices)} for f in found]
+            title: [
+                {
+                    **asdict(f),
+                    "claimed_by": claimant(f, devices),
+                    "service": _service_line(policy, f, claimant(f, devices)),
+                }
+                for f in found
+            ]
             for title, found in sections.items()
         }
         json.dump(payload, out, indent=2)
@@ -110,7 +177,7 @@ def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> 
         if not as_json:
             out.write(f"{title}:\n")
             if not found:
-                out.write("  (none)\n")
+                out.write(f"  (none{NFC_NONE if title == NFC else ''})\n")
         for f in found:
             owner = claimant(f, devices)
             if owner is not None:
@@ -128,6 +195,9 @@ def print_devices(config: Config | None, out: TextIO, as_json: bool = False) -> 
                 out.write(f"      {key}: {value}\n")
             if owner is not None:
                 out.write(f"      used by config: devices.{owner}\n")
+            service = _service_line(policy, f, owner)
+            if service is not None:
+                out.write(f"      {service}\n")
             if f.problem is not None:
                 out.write(f"      CANNOT OPEN: {f.problem.reason}\n      fix: {f.problem.fix}\n")
     if as_json:
@@ -268,6 +338,38 @@ async def health(config: Config, out: TextIO) -> int:
     return 0 if all(ok for _, ok, _ in rows) else 1
 
 
+async def providers(config: Config, out: TextIO) -> int:
+    """Each configured provider's endpoints, each tried with a call that moves nothing, and
+    what answered; a provider that cannot try its endpoints one by one runs its health check."""
+    env = ProviderEnv(config.lane.store, config.lane.lane, config.state_dir())
+    failed = 0
+    names = config.configured_providers()
+    if not names:
+        out.write("no providers configured\n")
+    for name in names:
+        out.write(f"provider {name}:\n")
+        try:
+            provider = build_provider(config, name, env)
+        except LaneError as exc:
+            out.write(f"  FAIL  not started: {exc.message}\n")
+            failed += 1
+            continue
+        try:
+            if isinstance(provider, ChecksEndpoints):
+                for check in await provider.check_endpoints():
+                    mark = "OK  " if check.ok else "FAIL"
+                    out.write(f"  {mark}  {check.method} {check.path}  {check.endpoint}\n")
+                    out.write(f"        {check.detail}\n")
+                    failed += not check.ok
+            else:
+                ok, detail = await provider.check_health()
+                out.write(f"  {'OK  ' if ok else 'FAIL'}  health check: {detail}\n")
+                failed += not ok
+        finally:
+            await provider.aclose()
+    return 1 if failed else 0
+
+
 # Commented-out lines count too: a key pasted in and "disabled" with # is still a leak.
 _SECRET_LINE = re.compile(
     r"^(\s*#?\s*[\w.-]*(?:password|secret|token|api_key|key)\s*=\s*).*$", re.I
@@ -310,8 +412,11 @@ def versions() -> str:
     return "\n".join(lines) + "\n"
 
 
-def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
-    """One archive a technician can send to support; no secrets, no clear codes."""
+def bundle_files(
+    config_path: Path, config: Config | None, health_text: str | None
+) -> dict[str, str]:
+    """What a support bundle holds, file name -> text; no secrets, no clear codes. Blocking
+    (it runs journalctl and dmesg)."""
     files: dict[str, str] = {"versions.txt": versions()}
     try:
         files["config.toml"] = redact(config_path.read_text(encoding="utf-8"))
@@ -320,22 +425,41 @@ def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
     devices = io.StringIO()
     print_devices(config, devices)
     files["devices.txt"] = devices.getvalue()
-    if config is not None:
-        report = io.StringIO()
-        asyncio.run(health(config, report))
-        files["health.txt"] = report.getvalue()
+    if health_text is not None:
+        files["health.txt"] = health_text
     files["journal.txt"] = _command(
         ["journalctl", "-u", "lane-agent", "-n", "5000", "--no-pager", "-o", "short-iso"]
     )
     files["dmesg.txt"] = _command(["dmesg", "--time-format", "iso"])[-200_000:]
-    if target.is_dir():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = target / f"lane-agent-bundle-{platform.node()}-{stamp}.tar.gz"
-    with tarfile.open(target, "w:gz") as tar:
+    return files
+
+
+def archive(files: dict[str, str]) -> bytes:
+    """The files as one .tar.gz, under lane-agent-bundle/."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for name, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"lane-agent-bundle/{name}")
             info.size = len(data)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def bundle_name() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"lane-agent-bundle-{platform.node()}-{stamp}.tar.gz"
+
+
+def bundle(config_path: Path, config: Config | None, target: Path) -> Path:
+    """One archive a technician can send to support; no secrets, no clear codes."""
+    health_text = None
+    if config is not None:
+        report = io.StringIO()
+        asyncio.run(health(config, report))
+        health_text = report.getvalue()
+    if target.is_dir():
+        target = target / bundle_name()
+    target.write_bytes(archive(bundle_files(config_path, config, health_text)))
     return target

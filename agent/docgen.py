@@ -184,7 +184,8 @@ _ERROR_MEANING = {
     ErrorCode.INVALID_REQUEST: "malformed JSON, missing `request_id`, params that fail validation "
     "(the message names the field), a `request_id` already used for another op, or a request the "
     "lane's state does not allow (no open order, a token of another kind, more than is left to "
-    "pay); also a field the provider refused",
+    "pay); also a field the provider refused; a request published retained, or with an MQTT v5 "
+    "Response Topic outside `{base}/reply/` (nothing is done)",
     ErrorCode.UNKNOWN_OP: "no such op; the message lists the known ones",
     ErrorCode.REQUEST_ID_CONFLICT: "the `request_id` was already used for another op, or for "
     "the same op with other params (`details.first_op` names the first request's op); nothing "
@@ -207,10 +208,18 @@ _ERROR_MEANING = {
     "what the agent cannot read; nothing was done: try again",
     ErrorCode.UNKNOWN_OUTCOME: "the provider may or may not have applied the change; the agent "
     "could not tell",
+    ErrorCode.EARLIER_REDEMPTION: "an earlier redemption of this gift on this lane went through "
+    "after a fault (its screen was not told) or may have: nothing was redeemed now. "
+    "`details.earlier` lists them (`request_id`, `outcome` applied or unknown, `units`, "
+    "`currency`, `transaction_id`); to redeem again all the same, send a new request with "
+    "`confirm_repeat: true`",
     ErrorCode.NOT_CONFIGURED: "no provider is configured for this flow on this lane, or the "
     "provider refused the lane's settings (API key, location, `base_url`)",
     ErrorCode.RATE_LIMITED: "`scan.inject` faster than `scans.rate` allows for the keyed "
     "device: the scan was dropped (and counted); send it again",
+    ErrorCode.BUSY: "the lane has more requests than `mqtt.request_rate` and "
+    "`mqtt.request_pending` allow (its screens together): nothing was done; send the same "
+    "request again in a moment. `device.health` is never answered `busy`",
     ErrorCode.STORAGE_FULL: "the lane device's disk is full: the agent could not record the "
     "step before doing it, so it refused it; free space and send the same request again",
     ErrorCode.INTERNAL: "a bug in the agent, or a provider answer no code fits; the agent log "
@@ -313,6 +322,9 @@ _KIND_MEANING = {
     Kind.GS1: "a GS1 element string from a GS1 symbology (GS1-128, GS1 DataMatrix or QR, "
     "DataBar); the scan's `ais` has its application identifiers",
     Kind.COUPON: "13 digits starting 981 to 984 or 99, with a good check digit",
+    Kind.LOYALTY_RECEIPT: "a Punchh receipt barcode (EAN-13, or the same digits in a QR code) "
+    "of a location in `normaliser.receipt_short_keys`, parity digit and key checksum good; the "
+    "value is the 12-digit receipt key",
     Kind.PRODUCT_GTIN: "an EAN-13, EAN-8 or GTIN-14 product code",
     Kind.GIFT_VOUCHER_CODE: "12 digits, maybe grouped with spaces or dashes, not from an EAN or "
     "UPC barcode: a gift voucher code, or a 12-digit gift card number",

@@ -23,8 +23,10 @@ class ErrorCode(enum.StrEnum):
     BASKET_LOCKED = "basket_locked"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     UNKNOWN_OUTCOME = "unknown_outcome"
+    EARLIER_REDEMPTION = "earlier_redemption"
     NOT_CONFIGURED = "not_configured"
     RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
     STORAGE_FULL = "storage_full"
     INTERNAL = "internal"
 

@@ -12,12 +12,15 @@ A flood is logged twice, when it starts and when it is over (with the number dro
 scan. Its first dropped scan is published in the device's retained record at once; the record is
 then republished at most once per `report_every` seconds while the flood lasts: one message per
 dropped scan would flood the outgoing MQTT queue that every device's scans share.
+
+Requests from the lane's screens have a limit of their own (`RequestLimiter`): see there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -138,3 +141,48 @@ class ScanLimiter:
             device_id,
             flood.dropped,
         )
+
+
+class RequestLimiter:
+    """The lane's request intake: at most `rate` requests a second (burst `burst`), `pending`
+    running at once. A request over either is answered `busy` at once, with nothing done, so a
+    flood costs each request one decode and one answer instead of an unbounded pile of tasks and
+    provider calls, and the POS hears "busy", not silence.
+
+    MQTT does not tell the agent which client published a request, so the limit is per lane:
+    all the lane's screens share it (the broker's ACL keeps a screen to its own lane, so a
+    flooding screen slows its own lane and no other). Health pings are not counted
+    (`requests.UNLIMITED_OPS`). A flood is logged when it starts and when it is over.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        pending: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.pending = pending
+        self._clock = clock
+        self._bucket = TokenBucket(rate, burst, clock()) if rate > 0 else None
+        self.busy = 0  # answered busy since the agent started
+        self._flood = 0  # answered busy since the last request let through
+
+    def admit(self, running: int) -> str | None:
+        """None to let a request run beside `running` others; else why it is answered busy."""
+        if running >= self.pending:
+            reason = f"{running} requests are running, the most it takes at once"
+        elif self._bucket is not None and not self._bucket.take(self._clock()):
+            reason = f"more than {self.rate:g} requests a second (burst {self.burst})"
+        else:
+            if self._flood:
+                log.warning("request flood over: %d request(s) answered busy", self._flood)
+                self._flood = 0
+            return None
+        if not self._flood:
+            log.warning("lane busy (%s): answering busy until it eases", reason)
+        self._flood += 1
+        self.busy += 1
+        return reason

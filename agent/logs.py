@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import unicodedata
 
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -15,7 +16,30 @@ _PRIORITY = {
 }
 
 
-class JournalFormatter(logging.Formatter):
+# Controls (C0, DEL, C1), invisible format characters that reorder or hide text (bidi overrides,
+# zero-width joiners), line and paragraph separators, lone surrogates: none belongs in a log line
+# or on a screen, and a raw ESC in a scan would otherwise reach a terminal or a journal reader.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def printable(text: str) -> str:
+    """`text` with control and invisible characters written as Python escapes (`\\x1b`,
+    `\\u202e`): safe for a log line, a terminal and a screen's `display`, and still readable."""
+    if text.isprintable():
+        return text
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Escapes what a log message interpolated (a scan, a topic, a provider's words) so no input
+    can forge a log line or drive the terminal; tracebacks keep their own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+class JournalFormatter(PrintableFormatter):
     """`<N>` prefixes let journald file each line under its priority (SyslogLevelPrefix=yes)."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -28,7 +52,7 @@ def setup_logging(level: str = "info") -> None:
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            PrintableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

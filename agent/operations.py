@@ -41,6 +41,13 @@ OPERATIONS: tuple[tuple[str, str, OperationClass, str], ...] = (
     ("coupon capture, again", "`coupon.capture`", OperationClass.ONLINE, "PETZ capture"),
     ("loyalty guest", "scan, `loyalty.lookup`", OperationClass.ONLINE, "Punchh user search"),
     ("loyalty discounts", "`loyalty.select`", OperationClass.ONLINE, "Punchh select + query"),
+    (
+        "loyalty sign-in by code",
+        "`loyalty.otp_send`, `loyalty.otp_verify`",
+        OperationClass.ONLINE,
+        "Punchh Send OTP, Verify Token, user search",
+    ),
+    ("loyalty sign-up", "`loyalty.signup`", OperationClass.ONLINE, "Punchh Create New User"),
     ("order sync", "`order.update`", OperationClass.ONLINE, "PETZ order (best effort)"),
     ("paid: gift", "`order.paid`", OperationClass.QUEUED, "none (redeemed at tender)"),
     ("paid: card", "`order.paid`", OperationClass.QUEUED, "none"),

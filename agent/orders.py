@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
+from agent import statedb
 from agent.errors import ErrorCode, LaneError
 from agent.tenders import TenderBook
 
@@ -110,7 +111,7 @@ class OrderBook:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        statedb.migrate(self._db, path, MIGRATIONS)
         self.tenders = TenderBook(self._db, now)
 
     @property
@@ -225,17 +226,32 @@ class OrderBook:
         )
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    order_id  TEXT PRIMARY KEY,
-    status    TEXT NOT NULL,
-    opened_at TEXT NOT NULL,
-    body      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS flow_state (
-    order_id TEXT NOT NULL,
-    flow     TEXT NOT NULL,
-    body     TEXT NOT NULL,
-    PRIMARY KEY (order_id, flow)
-);
-"""
+def _journal_schema(db: sqlite3.Connection) -> None:
+    # Imported here: the journal's Redemption model imports this module.
+    from agent.journal import create_schema
+
+    create_schema(db)
+
+
+# orders.sqlite's schema steps (agent/statedb.py): orders and flow_state here, the gift flow's
+# redemption journal; the tenders and outbox tables that share the file still create themselves
+# (IF NOT EXISTS) and take their future changes as steps here too.
+MIGRATIONS: tuple[statedb.Step, ...] = (
+    statedb.script(
+        """
+        CREATE TABLE IF NOT EXISTS orders (
+            order_id  TEXT PRIMARY KEY,
+            status    TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            body      TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS flow_state (
+            order_id TEXT NOT NULL,
+            flow     TEXT NOT NULL,
+            body     TEXT NOT NULL,
+            PRIMARY KEY (order_id, flow)
+        )
+        """
+    ),
+    _journal_schema,
+)

@@ -192,6 +192,22 @@ class Outbox:
             args.append(order_id)
         return [_entry(row) for row in self._db.execute(sql + " ORDER BY id", args).fetchall()]
 
+    def summary(self) -> tuple[int, int, datetime | None]:
+        """How many entries are pending and dead, and when the oldest of them was written."""
+        counts = dict(
+            self._db.execute(
+                "SELECT state, COUNT(*) FROM outbox WHERE state != 'done' GROUP BY state"
+            ).fetchall()
+        )
+        (oldest,) = self._db.execute(
+            "SELECT MIN(created) FROM outbox WHERE state != 'done'"
+        ).fetchone()
+        return (
+            int(counts.get("pending", 0)),
+            int(counts.get("dead", 0)),
+            None if oldest is None else datetime.fromisoformat(oldest),
+        )
+
     def get(self, entry_id: int) -> Entry | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
         found = row.fetchone()

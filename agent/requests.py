@@ -4,7 +4,8 @@ Every payload gets an answer: malformed JSON, unknown ops and invalid params get
 response, never silence. Answers are kept in SQLite (in the state directory) so a POS that repeats
 a `request_id`, even across an agent restart, gets the first answer again and nothing is done twice.
 A `request_id` repeated for another op or with other params is a POS bug that must not pass for
-the first request's success: it is answered `request_id_conflict`.
+the first request's success: it is answered `request_id_conflict`. Over the lane's request limit
+(agent/limits.py) a request is answered `busy`, with nothing done.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
-from agent.contract import OPS, ErrorBody, Request, Response
+from agent import statedb
+from agent.contract import OPS, ErrorBody, OpSpec, Request, Response
 from agent.errors import ErrorCode, LaneError, out_of_space
+from agent.limits import RequestLimiter
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,19 @@ _NOT_KEPT = {
 }
 # Requests are a few levels deep (an order's items); deeper JSON is refused before it is walked.
 MAX_DEPTH = 32
+# Never limited, and answered ahead of other messages: a health ping is how a screen or a
+# watchdog tells a busy lane from a dead one, so a flood must not make it look dead.
+UNLIMITED_OPS = frozenset({"device.health"})
+
+
+def _kept(spec: OpSpec, answer: Response) -> bool:
+    """Whether the answer is kept for repeats of its request."""
+    if spec.reads_only:
+        return False
+    code = None if answer.error is None else answer.error.code
+    if code is ErrorCode.UNKNOWN_OUTCOME:
+        return not spec.outcome_learnt_later
+    return code not in _NOT_KEPT
 
 
 class FirstUse(NamedTuple):
@@ -67,20 +83,13 @@ class ResponseStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
-            " answer TEXT NOT NULL, created REAL NOT NULL, params_digest TEXT)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
-        if "params_digest" not in columns:  # a table kept before params were compared
-            self._db.execute("ALTER TABLE responses ADD COLUMN params_digest TEXT")
+        statedb.migrate(self._db, path, MIGRATIONS)
         self._forget_digests_of_another_key()
         self._db.execute("DELETE FROM responses WHERE created < ?", (time.time() - keep,))
 
     def _forget_digests_of_another_key(self) -> None:
         """Digests made under a key file that was since lost cannot be compared: they become
         unknown, like those of old rows, instead of making every repeat a conflict."""
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         check = hmac.new(self._key, b"key check", hashlib.sha256).hexdigest()
         row = self._db.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
         if row is None or row[0] != check:
@@ -217,7 +226,12 @@ class RequestRouter:
     """Dispatches requests to handlers registered for the ops of the contract."""
 
     def __init__(
-        self, store: ResponseStore, handlers: Mapping[str, Handler], *, max_payload: int = 65536
+        self,
+        store: ResponseStore,
+        handlers: Mapping[str, Handler],
+        *,
+        max_payload: int = 65536,
+        limiter: RequestLimiter | None = None,
     ) -> None:
         missing = set(OPS) - set(handlers)
         extra = set(handlers) - set(OPS)
@@ -228,10 +242,13 @@ class RequestRouter:
         self._store = store
         self._state_dir = store.path.parent
         self._max_payload = max_payload
+        self._limiter = limiter
         self._handlers = dict(handlers)
         self._inflight: dict[str, tuple[FirstUse, asyncio.Future[Response]]] = {}
 
-    async def handle(self, op: str, payload: bytes) -> Response:
+    async def handle(self, op: str, payload: bytes, *, refusal: str | None = None) -> Response:
+        """The answer to a request; `refusal` (from the bus: retained, a forbidden Response Topic)
+        answers it `invalid_request` with that reason and runs nothing."""
         if len(payload) > self._max_payload:
             return error_response(
                 None,
@@ -246,6 +263,16 @@ class RequestRouter:
             return error_response(
                 None, ErrorCode.INVALID_REQUEST, "payload must be a JSON object with a request_id"
             )
+        if refusal is not None:
+            return error_response(request_id, ErrorCode.INVALID_REQUEST, refusal)
+        busy = self._busy(op, request_id)
+        if busy is not None:
+            return error_response(
+                request_id,
+                ErrorCode.BUSY,
+                f"the lane is busy: {busy}; nothing was done: send the same request again in a "
+                "moment",
+            )
         spec = OPS.get(op)
         if spec is None:
             known = ", ".join(sorted(OPS))
@@ -257,6 +284,13 @@ class RequestRouter:
         except ValidationError as exc:
             return error_response(request_id, ErrorCode.INVALID_REQUEST, _validation_message(exc))
         return await self._once(op, params)
+
+    def _busy(self, op: str, request_id: str) -> str | None:
+        """Why the limiter refuses this request now, or None. A repeat of a running request
+        adds no work (it waits for the first's answer) and is let through."""
+        if self._limiter is None or op in UNLIMITED_OPS or request_id in self._inflight:
+            return None
+        return self._limiter.admit(len(self._inflight))
 
     async def _once(self, op: str, params: Request) -> Response:
         """Run a request at most once per request_id, also when the repeat arrives mid-flight;
@@ -278,9 +312,7 @@ class RequestRouter:
         self._inflight[request_id] = (first, future)
         try:
             answer = await self._run(op, params)
-            if not OPS[op].reads_only and (
-                answer.error is None or answer.error.code not in _NOT_KEPT
-            ):
+            if _kept(OPS[op], answer):
                 self._keep(request_id, first, answer)
             future.set_result(answer)
             return answer
@@ -332,3 +364,21 @@ class RequestRouter:
         return Response(
             request_id=params.request_id, status="ok", data=result.model_dump(mode="json")
         )
+
+
+def _add_params_digest(db: sqlite3.Connection) -> None:
+    """Params compared by digest (request_id_conflict); rows kept before have none."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    if "params_digest" not in columns:  # an unversioned file may have it already
+        db.execute("ALTER TABLE responses ADD COLUMN params_digest TEXT")
+    db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+
+
+# requests.sqlite's schema steps (agent/statedb.py); append, never edit one that shipped.
+MIGRATIONS: tuple[statedb.Step, ...] = (
+    statedb.script(
+        "CREATE TABLE IF NOT EXISTS responses (request_id TEXT PRIMARY KEY, op TEXT NOT NULL,"
+        " answer TEXT NOT NULL, created REAL NOT NULL)"
+    ),
+    _add_params_digest,
+)

@@ -28,12 +28,25 @@ class Secret:
     __str__ = __repr__
 
 
+# Where systemd looks for the unit's `LoadCredential=<id>:lane-agent.<id>` (a bare name), in
+# this order: what a command run outside the service (a technician's `check-config` or `diag`)
+# reads instead, so it sees the keys the service would get. systemd/lane-agent.service.
+CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib/credstore"))
+CREDSTORE_PREFIX = "lane-agent."
+
+
 def credential_path(credential: str) -> Path | None:
-    """`$CREDENTIALS_DIRECTORY/<credential>` (systemd `LoadCredential=`), if there is one."""
+    """`$CREDENTIALS_DIRECTORY/<credential>` inside the service (systemd `LoadCredential=`);
+    outside it, the credential store file the unit would load it from, if this user can see
+    one."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not creds or not (Path(creds) / credential).is_file():
-        return None
-    return Path(creds) / credential
+    if creds:
+        path = Path(creds) / credential
+        return path if path.is_file() else None
+    return next(
+        (p for d in CREDSTORE_DIRS if (p := d / f"{CREDSTORE_PREFIX}{credential}").is_file()),
+        None,
+    )
 
 
 def read_secret(path: Path | None, credential: str) -> Secret | None:

@@ -14,22 +14,24 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from agent.errors import ErrorCode, LaneError
+from agent.logs import printable
 from agent.normalise import Token
 
 MASK = "•"
 
 
 def mask(value: str) -> str:
-    """Show just enough of a secret for a cashier to match it with the card in hand."""
+    """Show just enough of a secret for a cashier to match it with the card in hand; a control
+    character among what is shown is escaped (an invalid scan's tail may hold a raw ESC)."""
     n = len(value)
     shown = 4 if n >= 12 else 2 if n >= 7 else 0
     hidden = min(n - shown, 12)
-    return MASK * hidden + value[n - shown :] if shown else MASK * min(n, 12)
+    return MASK * hidden + printable(value[n - shown :]) if shown else MASK * min(n, 12)
 
 
 def display(token: Token) -> str:
-    """The text a screen or a log line may show for a token."""
-    return mask(token.value) if token.secret else token.value
+    """The text a screen or a log line may show for a token, control characters escaped."""
+    return mask(token.value) if token.secret else printable(token.value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,9 @@ UDEV_RULES = "systemd/70-lane-agent.rules"
 LOCAL_RULES = "/etc/udev/rules.d/71-lane-agent-local.rules"
 
 
+USBFS_NOTE = "claimed by a process through libusb (usbfs)"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     reason: str
@@ -245,6 +248,10 @@ def usb_devices() -> list[Found]:
         problem = None
         if usb_id in hidpos:
             notes.append("HID-POS barcode scanner (usage page 0x8C)")
+        elif "usbfs" in drivers:
+            # A process holds it through libusb, which detached usbhid: its HID descriptor is
+            # no longer in sysfs, so only the holder can say what it is.
+            notes.append(USBFS_NOTE)
         nfc_driver = usb_device_map.get((int(vendor, 16), int(product, 16)))
         if nfc_driver is not None:
             notes.append(f"NFC reader (nfcpy driver {nfc_driver})")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the have_* checks are called indirectly, through need()
 # Installs the Debian packages the tests and the demo need, or says exactly what to install.
-# Usage: scripts/system-deps.sh test|demo|web|deb|deb-vm
+# Usage: scripts/system-deps.sh test|demo|web|deb|service
 #   test: mosquitto, openssl and systemd-analyze for the host suite; chromium for the display
 #         page's browser tests (tests/browser); for the hardware tier (scripts/vm-test) qemu, a
 #         Debian kernel with its modules (uinput, dummy_hcd, USB gadget functions), a static
@@ -10,8 +10,8 @@
 #   deb:  what `make deb` builds and checks the package with: dpkg-dev, debhelper, dh-virtualenv,
 #         help2man, Debian's python3.11 with venv and headers (evdev is compiled), a C compiler,
 #         lintian. `test` includes these: the host suite builds and inspects the package.
-#   deb-vm: the package tools and what scripts/vm-deb-boot boots it with: mmdebstrap, mke2fs,
-#         qemu and a Debian kernel.
+#   service: the package tools and what the service tier (scripts/vm-service) boots it with:
+#         mmdebstrap, mke2fs, qemu and a Debian kernel. `test` includes these too.
 set -euo pipefail
 purpose=${1:-test}
 
@@ -41,6 +41,14 @@ deb_deps() {
   done
 }
 
+service_deps() {
+  deb_deps
+  need mmdebstrap have_cmd mmdebstrap
+  need e2fsprogs have_cmd mke2fs
+  need qemu-system-x86 have_cmd qemu-system-x86_64
+  need linux-image-amd64 have_kernel
+}
+
 missing=()
 need() {
   local pkg=$1
@@ -53,14 +61,10 @@ elif [ "$purpose" = web ]; then
   need npm have_cmd npm
 elif [ "$purpose" = deb ]; then
   deb_deps
-elif [ "$purpose" = deb-vm ]; then
-  deb_deps
-  need mmdebstrap have_cmd mmdebstrap
-  need e2fsprogs have_cmd mke2fs
-  need qemu-system-x86 have_cmd qemu-system-x86_64
-  need linux-image-amd64 have_kernel
+elif [ "$purpose" = service ]; then
+  service_deps
 else
-  deb_deps
+  service_deps
   need npm have_cmd npm
   # The display page's tests drive Debian's headless Chromium (playwright never downloads one).
   need chromium have_cmd chromium
@@ -68,8 +72,6 @@ else
   # The broker security tests make a throwaway CA with docs/security/lane-pki.sh.
   need openssl have_cmd openssl
   need systemd have_cmd systemd-analyze
-  need qemu-system-x86 have_cmd qemu-system-x86_64
-  need linux-image-amd64 have_kernel
   need busybox-static have_static_busybox
   need kmod have_cmd modprobe
   need udev have_cmd udevadm

@@ -15,7 +15,15 @@ sources and the list of UNCERTAIN choices):
   and the eligible value or quantity say whether it can be redeemed here and now;
 - redeem takes `amount` as a decimal in the gift's currency (an integer quantity for item gifts)
   and refuses what validate reports as not redeemable, or more than the eligible value. There is
-  no idempotency key: a repeated redeem redeems again, as the real API presumably does.
+  no idempotency key: a repeated redeem redeems again, as the real API presumably does;
+- our guesses for seed 003's optional inputs are accepted and checked for shape, never acted on:
+  `posTicket` on validate, `validationOptions` on validate and redeem.
+
+Answers come in two forms (`Seed.answers`): `full`, every field the adapter can read (names
+beyond the seed's are our guesses, which this simulator repeats, so it proves nothing about
+them), and `seed`, only what seed 003 describes: the four fields it names plus `voucherID`
+(which redeem needs, per the public guidance page), the redemption's transaction id, and for a
+reversal the transaction record alone.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -55,6 +64,7 @@ _EXPONENTS: Final = {"JPY": 0, "KRW": 0, "BHD": 3, "KWD": 3}
 _SYMBOLS: Final = {"USD": "$", "CAD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 _M = TypeVar("_M", bound=BaseModel)
+_Number = StrictInt | Annotated[Decimal, Strict()]  # JSON decimals parse as Decimal
 
 
 def _exponent(currency: str) -> int:
@@ -140,6 +150,9 @@ class Seed(_SeedModel):
 
     accounts: list[SeedAccount] = Field(min_length=1)
     gifts: list[SeedGift] = []
+    answers: Literal["full", "seed"] = Field(
+        "full", description="`seed`: answers carry only what seed 003 describes"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Seed:
@@ -310,7 +323,39 @@ class _Body(BaseModel):
         return self
 
 
-class _ValidateBody(_Body):
+class _TicketLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line_id: StrictStr = Field(alias="lineID")
+    description: StrictStr
+    sku: StrictStr | None = None
+    quantity: StrictInt
+    amount: _Number
+
+
+class _Ticket(BaseModel):
+    """Our guess (UNCERTAIN) at seed 003's "POS ticket data"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_id: StrictStr = Field(alias="ticketID")
+    currency_code: StrictStr = Field(alias="currencyCode")
+    subtotal: _Number
+    tax: _Number
+    total: _Number
+    items: list[_TicketLine]
+
+
+class _Options(_Body):
+    """Our guess (UNCERTAIN) at seed 003's "Validation Options": accepted, not acted on."""
+
+    validation_options: dict[str, StrictStr | StrictInt | StrictBool] | None = Field(
+        None, alias="validationOptions"
+    )
+
+
+class _ValidateBody(_Options):
+    pos_ticket: _Ticket | None = Field(None, alias="posTicket")
     voucher_code: StrictInt | StrictStr | None = Field(None, alias="voucherCode")
     voucher_public_token: StrictStr | None = Field(None, alias="voucherPublicToken")
 
@@ -321,9 +366,9 @@ class _ValidateBody(_Body):
         return self
 
 
-class _RedeemBody(_Body):
+class _RedeemBody(_Options):
     voucher_id: UUID = Field(alias="voucherID")
-    amount: StrictInt | Annotated[Decimal, Strict()]
+    amount: _Number
 
 
 class _ReverseBody(_Body):
@@ -361,6 +406,7 @@ class GiftLocalSimulator(Simulator):
         self.gifts: dict[str, _Gift] = {}
         self.transactions: dict[str, _Transaction] = {}
         self._fixtures: Json = DEFAULT_SEED
+        self.answers: Literal["full", "seed"] = "full"
         self.route("POST", VALIDATE, self.validate)
         self.route("POST", REDEEM, self.redeem)
         self.route("POST", REVERSE, self.reverse)
@@ -414,7 +460,8 @@ class GiftLocalSimulator(Simulator):
                 self.gifts[gift.voucher_id] = gift
                 if g.redeemed:  # balance = initial - unreversed redemptions, always
                     where = self.accounts[g.account].locations[0].organization_id
-                    self._record(gift, g.redeemed, where)
+                    self._new_transaction(gift, g.redeemed, where)
+            self.answers = seed.answers
             self._fixtures = data
 
     def reset(self) -> None:
@@ -509,7 +556,7 @@ class GiftLocalSimulator(Simulator):
                 **self._payload(gift, location),
             )
         gift.balance -= units
-        transaction = self._record(gift, units, location.organization_id)
+        transaction = self._new_transaction(gift, units, location.organization_id)
         return Response(200, self._payload(gift, location, transaction))
 
     def reverse(self, request: Request) -> Response:
@@ -528,6 +575,8 @@ class GiftLocalSimulator(Simulator):
         gift = self.gifts[transaction.voucher_id]
         transaction.reversed_on = self._now()
         gift.balance += transaction.units
+        if self.answers == "seed":  # "Redemption transaction record data"
+            return Response(200, self._record(gift, transaction))
         return Response(200, self._payload(gift, location, transaction))
 
     # -- helpers --------------------------------------------------------------------------------
@@ -581,7 +630,7 @@ class GiftLocalSimulator(Simulator):
             raise _error(400, "ValidationFailed", "amount must be greater than zero.")
         return units
 
-    def _record(self, gift: _Gift, units: int, organization_id: str) -> _Transaction:
+    def _new_transaction(self, gift: _Gift, units: int, organization_id: str) -> _Transaction:
         transaction = _Transaction(
             str(uuid.uuid4()), gift.voucher_id, units, organization_id, self._now()
         )
@@ -594,6 +643,21 @@ class GiftLocalSimulator(Simulator):
         """The validate answer (also the gift part of redeem and reverse answers)."""
         blocked = gift.blocked(location, self._now())
         eligible = 0 if blocked else gift.balance
+        seed_named: Json = {
+            "voucherEligibleValue": gift.number(eligible) if gift.monetary else 0,
+            "voucherEligibleItemQuantity": 0 if gift.monetary else eligible,
+            "voucherPresentValueDescription": (
+                blocked[1] if blocked else f"{gift.text(gift.balance)} remaining"
+            ),
+        }
+        if self.answers == "seed":
+            payload: Json = {
+                "voucher": {"voucherID": gift.voucher_id, "isRedeemable": blocked is None},
+                **seed_named,
+            }
+            if transaction is not None:
+                payload["redemptionTransaction"] = {"redemptionTransactionID": transaction.id}
+            return payload
         voucher = {
             "voucherID": gift.voucher_id,
             "voucherType": "Monetary" if gift.monetary else "Item",
@@ -610,22 +674,20 @@ class GiftLocalSimulator(Simulator):
             "senderName": gift.sender,
             "recipientName": gift.recipient,
         }
-        payload: Json = {
-            "voucher": voucher,
-            "voucherEligibleValue": gift.number(eligible) if gift.monetary else 0,
-            "voucherEligibleItemQuantity": 0 if gift.monetary else eligible,
-            "voucherPresentValueDescription": (
-                blocked[1] if blocked else f"{gift.text(gift.balance)} remaining"
-            ),
-        }
+        payload = {"voucher": voucher, **seed_named}
         if transaction is not None:
-            payload["redemptionTransaction"] = {
-                "redemptionTransactionID": transaction.id,
-                "voucherID": transaction.voucher_id,
-                "organizationID": transaction.organization_id,
-                "amount": gift.number(transaction.units),
-                "redeemedOn": _time(transaction.redeemed_on),
-                "isReversed": transaction.reversed_on is not None,
-                "reversedOn": _time(transaction.reversed_on),
-            }
+            payload["redemptionTransaction"] = self._record(gift, transaction)
         return payload
+
+    @staticmethod
+    def _record(gift: _Gift, transaction: _Transaction) -> Json:
+        """The redemption transaction record (every name our guess)."""
+        return {
+            "redemptionTransactionID": transaction.id,
+            "voucherID": transaction.voucher_id,
+            "organizationID": transaction.organization_id,
+            "amount": gift.number(transaction.units),
+            "redeemedOn": _time(transaction.redeemed_on),
+            "isReversed": transaction.reversed_on is not None,
+            "reversedOn": _time(transaction.reversed_on),
+        }

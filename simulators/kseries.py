@@ -28,8 +28,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from simulators.server import ApiError, Json, Request, Response, Simulator
@@ -383,3 +384,37 @@ class CardSimulator(Simulator):
             raise _error(400, "invalid_request", "Give exactly one query parameter: reference")
         found = self._by_reference(request.query["reference"][0])
         return Response(200, {"data": [] if found is None else [found.body()]})
+
+
+# -- K-Series' side of the real-time notifications (RTN) ------------------------------------------
+
+
+class ReceiptNotifier:
+    """Sends what K-Series' cloud would send the integrator's webhook when a receipt is
+    finalized or voided, with the webhook's Basic credentials. The payload repeats the
+    receiver's guesses (agent/kseries_notify.py, UNCERTAIN there): a test of the receiver's
+    transport, authentication and lane logic, never proof of the real payload."""
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self.url = url
+        self.auth = (username, password)
+
+    @staticmethod
+    def payload(account: str, kind: Literal["finalized", "voided"], **extra: Json) -> Json:
+        if kind == "voided":
+            return {"type": "VOID", "initialAccountId": account, **extra}
+        return {"notificationType": "CLOSE", "ikentooAccountIdentifier": account, **extra}
+
+    def send(
+        self,
+        account: str,
+        kind: Literal["finalized", "voided"],
+        *,
+        auth: tuple[str, str] | None = None,
+        key: str | None = None,
+    ) -> httpx.Response:
+        """POST one notification; `auth` overrides the credentials (a forgery), `key` is the
+        delivery's idempotency key (the same for a redelivery)."""
+        body = self.payload(account, kind, businessLocationId=247158188015618)
+        headers = {"X-Lightspeed-Idempotency-Key": key or uuid.uuid4().hex}
+        return httpx.post(self.url, json=body, auth=auth or self.auth, headers=headers, timeout=60)

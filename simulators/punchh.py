@@ -15,8 +15,17 @@ sends the right wire format:
   `line_items` unchanged (422 otherwise, as Punchh re-validates) and is applied at most once per
   `external_uid`: a repeated commit returns the first answer (the real API's replay behaviour
   is UNCERTAIN);
+- check-in and receipt details per the public POS spec (tests/contracts/punchh): its field
+  names, `revenue_id`/`revenue_code` on a check-in, `transaction_no` an integer;
 - a check-in repeated with the same `external_uid` returns the first answer and earns nothing
   more (UNCERTAIN for the real API, which only says it "prevents duplicates");
+- identify: Create New User (`POST /api/pos/users`, `phone` required, a phone or email already
+  taken refused with 422, our guess at its words) and Advanced Authentication's one-time
+  passwords (`/api2/password_less/token` and `/verify`: no location key, the
+  `punchh-app-device-id` header, the business's OAuth `client`, PKCE S256, privacy policy and
+  terms agreed; a verified contact nobody has yet becomes a new guest). The passwords "sent"
+  are in the ledger's `otp_outbox`, as a guest's phone would show them. What Send OTP takes
+  beyond `client` and the verify body's code field are the adapter's guesses, repeated here;
 - error bodies in Punchh's three shapes: `{"error": "..."}`, `["..."]` and
   `{"error": {"message", "code"}}`.
 
@@ -26,8 +35,11 @@ balance (subtotal = ΣM − ΣD, subtotal + ΣS + ΣT = ΣP); amounts must be JS
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -43,6 +55,9 @@ AUTHORIZATION: Final = f"Token token={LOCATION_KEY}, btoken={BUSINESS_KEY}"
 USER_AGENT: Final = re.compile(
     r"[A-Za-z0-9._-]+/(POS|Kiosk|OnlineOrder|Mobile|Web|SystemIntegrator|Middleware)/[^\s/]+"
 )
+OAUTH_CLIENT: Final = "sim-oauth-client"
+ADVANCED_AUTH: Final = re.compile(r"/api2/password_less/.*")
+CLIENT_TYPES: Final = frozenset({"external_mobile_app", "online_ordering"})
 R2_PATHS: Final = re.compile(r"/api/pos/(discounts/.*|batch_redemptions(/.*)?)")
 LOCKED: Final = "Unable to access the user's Discount Basket, the Basket is currently locked"
 SEARCH_PARAMS: Final = (
@@ -271,11 +286,23 @@ RECEIPT: Final = _fields(
     "vendor_transaction_no employee_id employee_name revenue_id revenue_code cc_last4 status "
     "is_test channel",
 )
-CHECKIN: Final = Fields(
-    RECEIPT.required - {"amount", "pos_version", "pos_type"},
-    RECEIPT.optional
-    | {"amount", "pos_version", "pos_type", "external_uid", "sequence_no", "process"}
-    | set(SEARCH_PARAMS),
+NEW_USER: Final = _fields(
+    "phone",
+    "email card_number first_name last_name birthday address_line1 city gender zip_code "
+    "terms_and_conditions send_compliance_sms favourite_locations signup_channel "
+    "age_verified_status marketing_email_subscription",
+)
+CONTACT: Final = "phone_ext phone_number email"
+SEND_OTP: Final = _fields("client code_challenge code_challenge_method", CONTACT)
+VERIFY_OTP: Final = _fields(
+    "client code_verifier token privacy_policy terms_and_conditions", CONTACT
+)
+CHECKIN: Final = _fields(
+    "pos_version transaction_no receipt_datetime revenue_code revenue_id menu_items "
+    "receipt_amount subtotal_amount punchh_key pos_type channel payable",
+    " ".join(
+        ["sequence_no employee_id employee_name cc_last4 external_uid process", *SEARCH_PARAMS]
+    ),
 )
 
 
@@ -399,6 +426,9 @@ class PunchhSimulator(Simulator):
         self.route("DELETE", "/api/pos/batch_redemptions/{redemption_ref}", self.void)
         self.route("POST", "/api/pos/checkins", self.checkin)
         self.route("POST", "/receipt_details", self.receipt_details)
+        self.route("POST", "/api/pos/users", self.create_user)
+        self.route("POST", "/api2/password_less/token", self.send_otp)
+        self.route("POST", "/api2/password_less/verify", self.verify_otp)
 
     def _clear(self) -> None:
         self.guests: dict[int, Guest] = {}
@@ -410,6 +440,8 @@ class PunchhSimulator(Simulator):
         self.checkins: dict[str, Json] = {}  # external_uid → the first check-in's answer
         self.checkin_log: list[dict[str, Any]] = []
         self.receipts: dict[str, list[dict[str, Any]]] = {}
+        self.challenges: dict[str, tuple[str, str]] = {}  # contact → (code, PKCE challenge)
+        self.otp_outbox: list[dict[str, str]] = []
         self.counter = 0
 
     def _next(self) -> int:
@@ -425,6 +457,10 @@ class PunchhSimulator(Simulator):
         agent = request.header("user-agent") or ""
         if not USER_AGENT.fullmatch(agent):
             raise _bad("User-Agent is required as <Integrator>/<IntegrationType>/<Version>")
+        if ADVANCED_AUTH.fullmatch(request.path):  # the business's OAuth client instead
+            if not request.header("punchh-app-device-id"):
+                raise _missing("punchh-app-device-id")
+            return
         if request.header("authorization") != AUTHORIZATION:
             raise ApiError(401, ["Invalid LocationKey"])
         if R2_PATHS.fullmatch(request.path):
@@ -437,14 +473,7 @@ class PunchhSimulator(Simulator):
     def seed(self, data: Json) -> None:
         seed = PunchhSeed.model_validate(data)
         for g in seed.guests:
-            self.guests[g.id] = Guest(
-                seed=g,
-                points=g.points_balance,
-                banked=g.banked_rewards,
-                rewards={str(r.id): r for r in g.rewards},
-                codes={c.code: c for c in g.redemption_codes},
-                basket=self._new_basket(),
-            )
+            self._add_guest(g)
         if seed.redeemables is not None:
             self.redeemables = {str(r.redeemable_id): r for r in seed.redeemables}
         if seed.location is not None:
@@ -511,6 +540,7 @@ class PunchhSimulator(Simulator):
             },
             "checkins": self.checkin_log,
             "receipts": self.receipts,
+            "otp_outbox": self.otp_outbox,
         }
 
     # -- helpers -------------------------------------------------------------------------------
@@ -520,6 +550,21 @@ class PunchhSimulator(Simulator):
         if guest is None:
             raise ApiError(404, {"error": "User not found"})
         return guest
+
+    def _add_guest(self, seed: SeedGuest) -> Guest:
+        guest = Guest(
+            seed=seed,
+            points=seed.points_balance,
+            banked=seed.banked_rewards,
+            rewards={str(r.id): r for r in seed.rewards},
+            codes={c.code: c for c in seed.redemption_codes},
+            basket=self._new_basket(),
+        )
+        self.guests[seed.id] = guest
+        return guest
+
+    def _new_id(self) -> int:
+        return max([1000, *self.guests]) + 1
 
     def _find(self, param: str, value: str) -> Guest | None:
         for g in self.guests.values():
@@ -647,7 +692,7 @@ class PunchhSimulator(Simulator):
     @staticmethod
     def _discount_json(a: Applied, *, basket: bool = True) -> dict[str, Any]:
         return {
-            "discount_basket_item_id": a.item.item_id if basket else None,
+            **({"discount_basket_item_id": a.item.item_id} if basket else {}),
             "discount_type": a.item.discount_type,
             "discount_id": a.item.discount_id,
             "discount_amount": _money(a.amount),
@@ -681,7 +726,7 @@ class PunchhSimulator(Simulator):
                 "update_interval": "60",
                 "log_level": "2",
                 "send_to_datasink": "1",
-                "multiple_redemption_on_location": "1",
+                "multiple_redemption_on_location": True,
             },
         )
 
@@ -880,6 +925,7 @@ class PunchhSimulator(Simulator):
         if len(given) != 1:
             raise _missing("exactly one of " + ", ".join(SEARCH_PARAMS))
         _datetime(body)
+        _integer(body, "transaction_no")
         _menu_items(body)
         guest = self._find(given[0], str(body[given[0]]))
         if guest is None:
@@ -908,6 +954,7 @@ class PunchhSimulator(Simulator):
     def receipt_details(self, request: Request) -> Response:
         body = check_fields(request.json(), RECEIPT)
         _datetime(body)
+        _integer(body, "transaction_no")
         _menu_items(body)
         self.receipts.setdefault(str(body["punchh_key"]), []).append(
             {
@@ -918,3 +965,71 @@ class PunchhSimulator(Simulator):
             }
         )
         return Response(200, {})
+
+    # -- identify --------------------------------------------------------------------------------
+
+    def create_user(self, request: Request) -> Response:
+        body = check_fields(request.json(), NEW_USER)
+        phone = re.sub(r"-", "", str(body["phone"]))
+        if not re.fullmatch(r"[0-9]{10}", phone):
+            raise _bad("phone must be 10 digits (dashes allowed)")
+        email = body.get("email")
+        if self._find("phone", phone) is not None:
+            raise ApiError(422, ["Phone has already been taken"])
+        if email and self._find("email", str(email)) is not None:
+            raise ApiError(422, ["Email has already been taken"])
+        seed = SeedGuest(
+            id=self._new_id(),
+            first_name=str(body.get("first_name") or ""),
+            last_name=str(body.get("last_name") or ""),
+            email=str(email).lower() if email else None,
+            phone=phone,
+        )
+        return Response(200, self._user_json(self._add_guest(seed)))
+
+    @staticmethod
+    def _contact(body: dict[str, Any]) -> str:
+        if body.get("email"):
+            return str(body["email"]).lower()
+        if not body.get("phone_number"):
+            raise _missing("phone_number")
+        if not re.fullmatch(r"\+[0-9]{1,4}", str(body.get("phone_ext", ""))):
+            raise _bad("phone_ext must be a country code such as +1")
+        return str(body["phone_number"])
+
+    @staticmethod
+    def _client(body: dict[str, Any]) -> None:
+        if body["client"] != OAUTH_CLIENT:
+            raise ApiError(401, {"error": "Invalid client"})
+
+    def send_otp(self, request: Request) -> Response:
+        body = check_fields(request.json(), SEND_OTP)
+        self._client(body)
+        if body["code_challenge_method"] != "S256":
+            raise _bad("code_challenge_method must be S256")
+        contact = self._contact(body)
+        code = f"{secrets.randbelow(10**6):06d}"
+        self.challenges[contact] = (code, str(body["code_challenge"]))
+        self.otp_outbox.append({"to": contact, "code": code})
+        return Response(200, {})
+
+    def verify_otp(self, request: Request) -> Response:
+        if request.header("client-type") not in CLIENT_TYPES:
+            raise _missing("client-type")
+        body = check_fields(request.json(), VERIFY_OTP)
+        self._client(body)
+        if body["privacy_policy"] is not True or body["terms_and_conditions"] is not True:
+            raise _rejected("Please agree on given privacy policy")
+        contact = self._contact(body)
+        code, challenge = self.challenges.get(contact, ("", ""))
+        digest = hashlib.sha256(str(body["code_verifier"]).encode()).digest()
+        proof = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if not code or body["token"] != code or proof != challenge:
+            raise _rejected("Invalid or expired OTP")
+        del self.challenges[contact]
+        kind = "email" if "@" in contact else "phone"
+        if self._find(kind, contact) is None:  # signing in and up are one flow
+            self._add_guest(SeedGuest(id=self._new_id(), first_name="", **{kind: contact}))
+        token = secrets.token_hex(16)
+        tokens = {"access_token": token, "token_type": "Bearer", "refresh_token": token[::-1]}
+        return Response(200, {"data": {**tokens, "expires_in": 1800}})

@@ -191,7 +191,7 @@ class Probe:
 
     async def request_v5(self, op: str, params: Json, correlation: bytes) -> tuple[Json, bytes]:
         """Use MQTT v5 Response Topic + Correlation Data, as a v5-aware POS would."""
-        reply_topic = f"pos-test/{uuid.uuid4().hex}/reply"
+        reply_topic = f"{self.base}/reply/{uuid.uuid4().hex}"
         await self.client.subscribe(reply_topic, qos=1)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = reply_topic

@@ -23,7 +23,7 @@ from agent.errors import ErrorCode
 from simulators.giftlocal import BAKERY_KEY
 from simulators.kseries import API_KEY as KSERIES_KEY
 from simulators.petz import DEFAULT_KEY as PETZ_KEY
-from simulators.punchh import BUSINESS_KEY, LOCATION_KEY
+from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, OAUTH_CLIENT
 from simulators.server import Simulator
 from simulators.transport import BASE_URL, SimulatorTransport
 
@@ -38,7 +38,7 @@ TABLES: dict[str, tuple[dict[str, Json], tuple[tuple[str, str], ...]]] = {
     ),
     "petz": ({"timeout": 2.0}, (("api_key_file", PETZ_KEY),)),
     "punchh": (
-        {"timeout": 2.0},
+        {"timeout": 2.0, "oauth_client": OAUTH_CLIENT},
         (("location_key_file", LOCATION_KEY), ("business_key_file", BUSINESS_KEY)),
     ),
 }

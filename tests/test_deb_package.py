@@ -57,15 +57,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run scripts/system-deps.sh deb (make test does)")
     out = tmp_path_factory.mktemp("deb")
-    result = subprocess.run(
-        [str(REPO / "scripts" / "build-deb"), "--no-lintian", "--out", str(out / "build")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    deb = Path(result.stdout.strip().splitlines()[-1])
+    # `make test` builds the package once for this module and the service tier (LANE_AGENT_DEB).
+    prebuilt = os.environ.get("LANE_AGENT_DEB")
+    if prebuilt:
+        deb = Path(prebuilt)
+        assert deb.is_file(), f"LANE_AGENT_DEB={prebuilt} does not exist"
+    else:
+        result = subprocess.run(
+            [str(REPO / "scripts" / "build-deb"), "--no-lintian", "--out", str(out / "build")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        deb = Path(result.stdout.strip().splitlines()[-1])
     root, control = out / "root", out / "control"
     _run("dpkg-deb", "-x", str(deb), str(root))
     _run("dpkg-deb", "-e", str(deb), str(control))

@@ -75,3 +75,17 @@ def test_verify_unit(tmp_path: Path) -> None:
             line for line in (original.stdout + original.stderr).splitlines() if line.strip()
         ]
         assert all(INSTALLED_COMMAND in line for line in complaints), complaints
+
+
+def test_the_unit_restarts_the_agent_after_an_admin_restart_or_a_rollback() -> None:
+    """The agent exits with EXIT_RESTART to be started again (agent/rollout.py): Restart=
+    on-failure covers every non-zero status but those RestartPreventExitStatus= names."""
+    from agent.config import EXIT_CONFIG
+    from agent.rollout import EXIT_RESTART
+
+    settings = dict(
+        line.split("=", 1) for line in UNIT.read_text(encoding="utf-8").splitlines() if "=" in line
+    )
+    assert settings["Restart"] in {"on-failure", "always"}
+    prevented = settings["RestartPreventExitStatus"].split()
+    assert str(EXIT_RESTART) not in prevented and str(EXIT_CONFIG) in prevented

@@ -49,6 +49,7 @@ const lane = {
   lastTransaction: null, // the last redemption or card payment, for "Reverse"
   offer: null, // gift.redeem params of the partial redemption offered
   loyalty: null, // LoyaltyUserData of the attached guest
+  identify: null, // {token_id, display} of a phone or email that found no loyalty guest
 };
 
 const currency = () => lane.order?.currency ?? "USD";
@@ -180,7 +181,9 @@ function renderGift() {
   $("gift-provider").textContent = provider;
   $("gift-value").textContent = isItem
     ? `${status.item_quantity} × ${status.item_label}`
-    : formatMoney(status.balance ?? 0, giftCurrency());
+    : status.balance == null
+      ? "Balance not known"
+      : formatMoney(status.balance, giftCurrency());
   const line = $("gift-status");
   if (status.is_redeemable) {
     line.textContent = kind === "card" ? "Can pay" : `Redeemable: ${status.description}`;
@@ -213,7 +216,7 @@ function suggestedAmount() {
     return "";
   }
   const available = kind === "card" ? status.balance : status.eligible_value;
-  return amountText(Math.min(available, lane.due), giftCurrency());
+  return amountText(available == null ? lane.due : Math.min(available, lane.due), giftCurrency());
 }
 
 function showGift(data, kind) {
@@ -317,24 +320,42 @@ $("offer-button").addEventListener("click", () => {
   }
 });
 
+/** What a redemption or reversal moved: "2 × Coffee", "$12.50", or "its value" when the
+ *  provider's answer said neither (`gift` is null when the answer did not describe the gift). */
+function movedText(result) {
+  const { gift } = result;
+  if (result.quantity != null) {
+    return `${result.quantity} × ${gift?.item_label ?? "items"}`;
+  }
+  return result.amount != null ? formatMoney(result.amount, gift?.currency) : "its value";
+}
+
 function giftRedeemed(data) {
   const { redemption } = data;
-  if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === redemption.gift_id) {
-    lane.gift.status = redemption.gift;
+  const { gift } = redemption;
+  if (gift && lane.gift?.kind === "gift" && lane.gift.status.gift_id === redemption.gift_id) {
+    lane.gift.status = gift;
     renderGift();
   }
   lane.lastTransaction = redemption.transaction_id;
-  const gift = redemption.gift;
-  $("redeemed").textContent =
-    redemption.quantity != null
-      ? `Redeemed ${redemption.quantity} × ${gift.item_label}; ${gift.item_quantity} left.`
-      : `Redeemed ${formatMoney(redemption.amount, gift.currency)}; balance ${formatMoney(gift.balance, gift.currency)}.`;
+  let left = "";
+  if (redemption.quantity != null && gift?.item_quantity != null) {
+    left = `; ${gift.item_quantity} left`;
+  } else if (redemption.quantity == null && gift?.balance != null) {
+    left = `; balance ${formatMoney(gift.balance, gift.currency)}`;
+  }
+  // A late one was found applied after a fault: its request was never answered with it.
+  const redeemed = data.late ? "Found redeemed after a fault:" : "Redeemed";
+  $("redeemed").textContent = `${redeemed} ${movedText(redemption)}${left}.`;
   $("reverse-button").hidden = false;
 }
 
-/** A card's CardBalance after a payment or its reversal (as the agent computes is_redeemable). */
+/** A card's CardBalance after a payment or its reversal (as the agent computes is_redeemable).
+ *  `balance` is null when the card service did not say it: then it is not known, and the card
+ *  is left to the service to accept or refuse. */
 function cardWithBalance(card, balance) {
-  return { ...card, balance, is_redeemable: card.status === "active" && balance > 0 };
+  const known = balance != null;
+  return { ...card, balance, is_redeemable: card.status === "active" && (!known || balance > 0) };
 }
 
 function cardPaid(data) {
@@ -358,25 +379,26 @@ function cardPaid(data) {
 function showReversal(result) {
   let transactionId;
   if (result.card) {
-    const { amount, balance_after: balance, currency: code, masked_number: number } = result.card;
+    // A reversal's details are each null when the card service's answer did not give them.
+    const { amount, balance_after: balance, currency: given, masked_number: number } = result.card;
+    const code = given ?? currency();
     transactionId = result.card.transaction_id;
-    if (lane.gift?.kind === "card" && lane.gift.status.masked_number === number) {
+    const shown = lane.gift?.kind === "card" && lane.gift;
+    if (shown && (number == null ? lane.lastTransaction === transactionId : shown.status.masked_number === number)) {
       lane.gift.status = cardWithBalance(lane.gift.status, balance);
       renderGift();
     }
-    $("redeemed").textContent = `${formatMoney(amount, code)} given back to card ${number}; balance ${formatMoney(balance, code)}.`;
+    const what = amount == null ? "Payment" : formatMoney(amount, code);
+    const left = balance == null ? "" : `; balance ${formatMoney(balance, code)}`;
+    $("redeemed").textContent = `${what} given back to card ${number ?? `(payment ${transactionId})`}${left}.`;
   } else {
     const { reversal, display } = result;
     transactionId = reversal.transaction_id;
-    if (lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
+    if (reversal.gift && lane.gift?.kind === "gift" && lane.gift.status.gift_id === reversal.gift_id) {
       lane.gift.status = reversal.gift;
       renderGift();
     }
-    const back =
-      reversal.quantity != null
-        ? `${reversal.quantity} × ${reversal.gift.item_label}`
-        : formatMoney(reversal.amount, reversal.gift.currency);
-    $("redeemed").textContent = `Reversed: ${back} back on ${display ? `gift ${display}` : "the gift"}.`;
+    $("redeemed").textContent = `Reversed: ${movedText(reversal)} back on ${display ? `gift ${display}` : "the gift"}.`;
   }
   if (lane.lastTransaction === transactionId) {
     // Only what "Reverse" would act on: a void giving back another tender leaves it offered.
@@ -864,7 +886,73 @@ function receiptText(receipt) {
   return `Receipt barcode ${receipt.barcode}: ${receipt.checked_in ? "guest checked in" : "no guest check-in"}${earned}.`;
 }
 
+// ---- identify: a phone or email that found no guest (loyalty.otp_send / otp_verify / signup) ---
+
+function identifyStatus(text, tone = "") {
+  $("identify-status").textContent = text;
+  $("identify-status").className = tone;
+}
+
+/** `loyalty.invalid` for a contact nobody has: offer a code (Punchh signs the guest in or up
+ *  with it) or a sign-up. Only the agent's masked `display` is ever shown. */
+function offerIdentify(data) {
+  if (data.error.code !== "not_found") {
+    return;
+  }
+  lane.identify = { token_id: data.token_id, display: data.display };
+  $("identify").hidden = false;
+  $("identify-contact").textContent = `No loyalty guest for ${data.display}.`;
+  $("otp-form").hidden = true;
+  $("otp-send-button").hidden = false;
+  identifyStatus("");
+}
+
+function hideIdentify() {
+  lane.identify = null;
+  $("identify").hidden = true;
+  $("otp-code").value = "";
+}
+
+$("otp-send-button").addEventListener("click", async () => {
+  if (!lane.identify) {
+    return;
+  }
+  const sent = await send("loyalty.otp_send", { token_id: lane.identify.token_id }, "Send code");
+  if (sent) {
+    identifyStatus(`Code sent by ${sent.channel === "sms" ? "SMS" : "email"} to ${sent.display}.`, "ok");
+    $("otp-form").hidden = false;
+    $("otp-code").focus();
+  }
+});
+
+$("otp-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const code = $("otp-code").value.trim();
+  $("otp-code").value = ""; // the code leaves the page at once
+  const params = { token_id: lane.identify.token_id, code, accepted_terms: $("otp-terms").checked };
+  if (await send("loyalty.otp_verify", params, "Verify code")) {
+    hideIdentify(); // the guest arrives as loyalty.user
+  }
+});
+
+$("signup-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const params = { token_id: lane.identify.token_id, accepted_terms: $("signup-terms").checked };
+  for (const [name, id] of [["first_name", "signup-first"], ["last_name", "signup-last"]]) {
+    const value = $(id).value.trim();
+    if (value) {
+      params[name] = value;
+    }
+  }
+  params.marketing_sms = $("signup-sms").checked;
+  if (await send("loyalty.signup", params, "Sign up")) {
+    $("signup-form").reset();
+    hideIdentify();
+  }
+});
+
 function showGuest(data) {
+  hideIdentify();
   lane.loyalty = data;
   renderGuest(data.guest, data.display);
   renderOffers(data.discounts);
@@ -939,7 +1027,10 @@ const EVENTS = {
   "gift.invalid": invalid("Gift"),
   "card.invalid": invalid("Gift card"),
   "coupon.invalid": invalid("Coupons for"),
-  "loyalty.invalid": invalid("Loyalty for"),
+  "loyalty.invalid": (data) => {
+    invalid("Loyalty for")(data);
+    offerIdentify(data);
+  },
   "gift.redeemed": giftRedeemed,
   "gift.reversed": (data) => showReversal(data),
   "card.reversed": (data) => showReversal({ card: data.reversal }),

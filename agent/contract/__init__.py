@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from agent.contract import coupons, gift, lane, loyalty, orders
+from agent.contract import admin, coupons, gift, lane, loyalty, orders
 from agent.contract.base import (
     Envelope,
     ErrorBody,
@@ -63,7 +63,7 @@ from agent.contract.orders import (
     StepOutcome,
 )
 
-_MODULES = (lane, gift, orders, coupons, loyalty)
+_MODULES = (lane, gift, orders, coupons, loyalty, admin)
 
 EVENT_DATA: dict[str, type[_Payload]] = {k: v for m in _MODULES for k, v in m.EVENTS.items()}
 OPS: dict[str, OpSpec] = {k: v for m in _MODULES for k, v in m.OPS.items()}
@@ -90,6 +90,12 @@ TOPICS: dict[str, tuple[str, type[_Payload], str]] = {
     "event": ("agent →", Event, "QoS 1; flow outcomes, `data` by `type`"),
     "request/{op}": ("POS →", Request, "QoS 1; params by op"),
     "response/{op}": ("agent →", Response, "QoS 1; also to the v5 Response Topic"),
+    "info": ("agent →", admin.LaneInfo, "retained; for the fleet (docs/fleet.md)"),
+    "admin/bundle/{request_id}": (
+        "agent →",
+        admin.BundleChunk,
+        "QoS 1; `admin.diag.bundle`'s archive, in order; fleet only",
+    ),
 }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent.errors import ErrorCode, LaneError
+from agent.logs import printable
 
 
 def utc_now() -> datetime:
@@ -38,8 +39,9 @@ class Request(_Payload):
 
 class ErrorBody(_Payload):
     code: ErrorCode
-    message: str = Field(
-        description="readable by a cashier; the provider's own words when it gave any"
+    message: Annotated[str, AfterValidator(printable)] = Field(
+        description="readable by a cashier; the provider's own words when it gave any (control "
+        "characters escaped)"
     )
     details: dict[str, Any] | None = Field(
         None,
@@ -62,9 +64,14 @@ class Response(_Payload):
     ts: datetime = Field(default_factory=utc_now)
 
 
-EVERY_OP_ERRORS: tuple[ErrorCode, ...] = (ErrorCode.INVALID_REQUEST, ErrorCode.INTERNAL)
+EVERY_OP_ERRORS: tuple[ErrorCode, ...] = (
+    ErrorCode.INVALID_REQUEST,
+    ErrorCode.BUSY,
+    ErrorCode.INTERNAL,
+)
 """What any op can answer: params that fail validation, a `request_id` already used for another
-op, a request the lane's state does not allow (no open order...); and a bug in the agent."""
+op, a request the lane's state does not allow (no open order...); the lane over its request
+limit (never for `device.health`); and a bug in the agent."""
 
 
 @dataclass(frozen=True)
@@ -79,3 +86,7 @@ class OpSpec:
     reads_only: bool = False
     """It changes nothing anywhere: its answer is not kept for repeats (a screen reading the
     order on every event would otherwise write to the lane's disk each time)."""
+    outcome_learnt_later: bool = False
+    """Its flow may learn later what an `unknown_outcome` answer could not tell (a voucher's
+    balance read by the next redeem of it): that answer is not kept, so the same request sent
+    again is answered with what the lane knows by then."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from agent.contract.base import ErrorBody, OpSpec, Request, _Payload
 from agent.errors import ErrorCode
@@ -28,10 +28,20 @@ class GiftInvalidData(_Payload):
 
 
 class GiftRedeemedData(_Payload):
+    """A voucher redeemed: at once, in answer to its request, or `late`: found applied after a
+    fault (a crash or a lost answer) by the next redeem of the same gift, when its own request
+    was not answered with it."""
+
     token_id: str | None
     display: str | None
     provider: str
     redemption: Redemption
+    request_id: str | None = Field(None, description="the `gift.redeem` request that redeemed it")
+    late: bool = Field(
+        False,
+        description="learnt after a fault, not in the answer to its request: check whether the "
+        "sale counted it",
+    )
 
 
 class GiftReversedData(_Payload):
@@ -101,6 +111,12 @@ class GiftRedeemParams(Request):
     token_id: str
     amount: Minor | None = Field(None, gt=0, description="minor units, e.g. cents")
     quantity: Count | None = None
+    confirm_repeat: StrictBool = Field(
+        False,
+        description="redeem even though an earlier redemption of this gift on this lane went "
+        "through after a fault or may have (answered `earlier_redemption`): the cashier checked "
+        "that a second one is meant",
+    )
 
     @model_validator(mode="after")
     def _at_most_one(self) -> GiftRedeemParams:
@@ -179,9 +195,11 @@ OPS: dict[str, OpSpec] = {
             ErrorCode.WRONG_LOCATION,
             ErrorCode.PROVIDER_UNAVAILABLE,
             ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.EARLIER_REDEMPTION,
             ErrorCode.NOT_CONFIGURED,
             ErrorCode.STORAGE_FULL,
         ),
+        outcome_learnt_later=True,
     ),
     "gift.reverse": OpSpec(
         GiftReverseParams,

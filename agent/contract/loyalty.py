@@ -7,6 +7,7 @@ a scanned code by its `token_id`. The guest's contact details are masked by the 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -19,6 +20,12 @@ from agent.providers.loyalty import Discount, Guest, RedemptionFailure
 LINE_PREFIX = "loyalty:"
 """Order lines whose id starts with this are the loyalty discounts the POS added from
 `loyalty.discounts`; the agent takes them out again to get the order as it was checked."""
+
+
+BARCODE = (
+    "what to print on the receipt (Punchh: the EAN-13 digits, the receipt key and its parity "
+    "digit; print them as an EAN-13 barcode, or in a QR code)"
+)
 
 
 class LoyaltyUserData(_Payload):
@@ -82,6 +89,51 @@ class LoyaltyLookupParams(Request):
     )
 
 
+class _Agreed(Request):
+    accepted_terms: bool = Field(
+        description="the guest agreed to the business's privacy policy and terms (the cashier "
+        "asked); required true"
+    )
+
+    @model_validator(mode="after")
+    def _agreed(self) -> _Agreed:
+        if not self.accepted_terms:
+            raise ValueError("the guest must agree to the privacy policy and terms first")
+        return self
+
+
+class LoyaltyOtpSendParams(Request):
+    token_id: str = Field(description="a scanned or typed phone number or email")
+
+
+class LoyaltyOtpSentData(_Payload):
+    """A one-time password is on its way to the guest: send `loyalty.otp_verify` with it."""
+
+    token_id: str
+    display: str = Field(description="where it went, masked")
+    provider: str
+    channel: Literal["sms", "email"]
+
+
+class LoyaltyOtpVerifyParams(_Agreed):
+    token_id: str = Field(description="the `token_id` the password was sent to")
+    code: str = Field(
+        pattern=r"^[0-9A-Za-z]{4,12}$",
+        description="the password the guest received; never logged, published or kept",
+    )
+
+
+class LoyaltySignupParams(_Agreed):
+    token_id: str = Field(description="the guest's phone number, scanned or typed")
+    email_token_id: str | None = Field(None, description="the guest's email, scanned or typed")
+    first_name: str | None = Field(None, min_length=1, max_length=64)
+    last_name: str | None = Field(None, min_length=1, max_length=64)
+    birthday: date | None = None
+    marketing_sms: bool = Field(
+        False, description="the guest asked for the business's opt-in SMS (Punchh sends it)"
+    )
+
+
 class LoyaltySelectParams(Request):
     selections: list[LoyaltySelection] = Field(
         default_factory=list,
@@ -113,7 +165,7 @@ class LoyaltyDiscountsData(_Payload):
     failures: list[RedemptionFailure] = Field(description="basket items refused, with reasons")
     total: int = Field(ge=0, description="minor units the lines take off the order")
     receipt_key: str = Field(description="the order's receipt key (Punchh: 12 digits)")
-    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    barcode: str = Field(description=BARCODE)
 
 
 class LoyaltyCheck(_Payload):
@@ -132,7 +184,7 @@ class LoyaltyView(_Payload):
 
     guest: Guest | None = Field(description="null for an order paid without a guest")
     receipt_key: str
-    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    barcode: str = Field(description=BARCODE)
     locked: bool = Field(description="the guest's discount basket may be locked to the order")
     check: LoyaltyCheck | None = Field(description="the last redemption check (nothing redeemed)")
     committed: LoyaltyCheck | None = Field(description="what `order.paid` redeemed")
@@ -156,7 +208,7 @@ class LoyaltyReceiptData(_Payload):
     order_id: str
     provider: str
     receipt_key: str
-    barcode: str = Field(description="what to print as the receipt barcode (Punchh: EAN-13)")
+    barcode: str = Field(description=BARCODE)
     checked_in: bool = Field(description="the guest earned for this order (check-in sent)")
     points_earned: int | None = None
 
@@ -179,6 +231,46 @@ OPS: dict[str, OpSpec] = {
             ErrorCode.UNKNOWN_TOKEN,
             ErrorCode.NOT_FOUND,
             ErrorCode.EXPIRED,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
+    ),
+    "loyalty.otp_send": OpSpec(
+        LoyaltyOtpSendParams,
+        LoyaltyOtpSentData,
+        "send the guest a one-time password by SMS or email, to sign in (or up) with "
+        "`loyalty.otp_verify`",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.NOT_CONFIGURED,
+        ),
+    ),
+    "loyalty.otp_verify": OpSpec(
+        LoyaltyOtpVerifyParams,
+        LoyaltyUserData,
+        "check the guest's one-time password; the guest it proves (signed up if new) is "
+        "attached to the open order as by `loyalty.lookup`",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.EXPIRED,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            ErrorCode.UNKNOWN_OUTCOME,
+            ErrorCode.NOT_CONFIGURED,
+            ErrorCode.STORAGE_FULL,
+        ),
+    ),
+    "loyalty.signup": OpSpec(
+        LoyaltySignupParams,
+        LoyaltyUserData,
+        "sign a new guest up by phone (Punchh's legacy Create New User) and attach them to the "
+        "open order as by `loyalty.lookup`",
+        errors=(
+            ErrorCode.UNKNOWN_TOKEN,
+            ErrorCode.NOT_FOUND,
             ErrorCode.PROVIDER_UNAVAILABLE,
             ErrorCode.UNKNOWN_OUTCOME,
             ErrorCode.NOT_CONFIGURED,

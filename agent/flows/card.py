@@ -13,6 +13,7 @@ payments are kept with the order: `order.void` reverses them.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Final
 
 from pydantic import BaseModel
@@ -33,7 +34,7 @@ from agent.contract import (
     StepOutcome,
     ValidateResult,
 )
-from agent.errors import ErrorCode, LaneError
+from agent.errors import ErrorCode, LaneError, out_of_space
 from agent.flows.base import FlowContext, Handler
 from agent.flows.orders import outcome
 from agent.money import shown
@@ -77,6 +78,8 @@ class CardFlow:
         self._tenders = ctx.book.tenders
         self._emit = ctx.emit
         self._kinds = ctx.kinds(FLOW)
+        # Orders' payments the disk had no room for (`_keep`), until their next save.
+        self._unsaved: dict[str, CardPayments] = {}
 
     async def on_scan(self, token: Token, token_id: str) -> None:
         """Look the card up so the POS can show its balance before anyone asks to pay."""
@@ -161,15 +164,16 @@ class CardFlow:
                 currency=order.snapshot.currency,
             )
             self._save(order, state)
+        self._unsaved.pop(order.order_id, None)  # saved with this payment's reference
         try:
             redemption = await self._debit(token, amount, order.snapshot.currency, reference)
         except LaneError as exc:
             if exc.code is not ErrorCode.UNKNOWN_OUTCOME:  # refused: nothing was taken
                 state.pending.remove(reference)
-                self._save(order, state)
+                self._keep(order, state)
             raise
         self._record(state, reference, redemption)
-        self._save(order, state)
+        self._keep(order, state)
         return self._paid(params, order, state, redemption, display(token))
 
     async def _earlier(
@@ -192,7 +196,7 @@ class CardFlow:
             state.pending.remove(reference)
         else:
             self._record(state, reference, found)
-        self._save(order, state)
+        self._keep(order, state)
         return found
 
     def _paid(
@@ -267,7 +271,7 @@ class CardFlow:
             params.transaction_id, reference=f"{self._prefix}:{params.request_id}"
         )
         state.reversed.append(params.transaction_id)
-        self._save(order, state)
+        self._keep(order, state)
         self._reversed(order, reversal)
         return ReverseResult(provider=self.provider.name, card=reversal)
 
@@ -320,7 +324,7 @@ class CardFlow:
                 steps.append(outcome(FLOW, self.provider.name, "reverse", what, exc))
                 continue
             state.reversed.append(redemption.transaction_id)
-            self._save(order, state)
+            self._keep(order, state)
             self._reversed(order, reversal)
             steps.append(outcome(FLOW, self.provider.name, "reverse", what))
         return steps
@@ -338,7 +342,7 @@ class CardFlow:
                 self._record(state, reference, found)
             else:
                 state.pending.remove(reference)
-            self._save(order, state)
+            self._keep(order, state)
         return steps
 
     @staticmethod
@@ -358,6 +362,24 @@ class CardFlow:
             self._book.save_flow_state(order.order_id, FLOW, state)
             for tender in self._tenders.of_order(order.order_id, FLOW):
                 self._project(tender, state)
+
+    def _keep(self, order: Order, state: CardPayments) -> None:
+        """Save what a provider call did. With no room on the disk the payments are kept in
+        memory instead, read back by the order's next step and saved by its next save: the POS
+        is told what happened all the same (a refusal of a debit that was made would have the
+        cashier take it twice). The debit's reference was saved before the call, so even a
+        restart meanwhile finds it at the provider."""
+        try:
+            self._save(order, state)
+        except (sqlite3.Error, OSError) as exc:
+            if not out_of_space(exc):
+                raise
+            log.error(
+                "card payments of order %s: no room on the disk, kept in memory", order.order_id
+            )
+            self._unsaved[order.order_id] = state
+        else:
+            self._unsaved.pop(order.order_id, None)
 
     def _project(self, tender: Tender, state: CardPayments) -> None:
         taken = next((r for r in state.redemptions if r.reference == tender.reference), None)
@@ -379,4 +401,7 @@ class CardFlow:
             self._tenders.update(tender, **changes)
 
     def _state(self, order: Order) -> CardPayments:
+        unsaved = self._unsaved.get(order.order_id)
+        if unsaved is not None:
+            return unsaved
         return self._book.flow_state(order.order_id, FLOW, CardPayments) or CardPayments()

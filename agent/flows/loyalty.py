@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
@@ -33,9 +34,13 @@ from agent.contract.loyalty import (
     LoyaltyDiscountsData,
     LoyaltyInvalidData,
     LoyaltyLookupParams,
+    LoyaltyOtpSendParams,
+    LoyaltyOtpSentData,
+    LoyaltyOtpVerifyParams,
     LoyaltyReceiptData,
     LoyaltySelection,
     LoyaltySelectParams,
+    LoyaltySignupParams,
     LoyaltyStaleData,
     LoyaltyUserData,
     LoyaltyView,
@@ -49,6 +54,8 @@ from agent.providers.loyalty import (
     Discount,
     Guest,
     LoyaltyProvider,
+    NewGuest,
+    OtpChallenge,
     RedemptionFailure,
     RedemptionLine,
     RedemptionOutcome,
@@ -62,6 +69,10 @@ FLOW: Final = "loyalty"
 SPENT_BY_COMMIT: Final = frozenset({"loyalty_redemption_code"})
 """Identifier kinds a commit may use up; another identifier of the same guest is preferred for
 the check-in (whether Punchh finds a guest by a spent code is UNCERTAIN; the simulator does not)."""
+
+PENDING_PASSWORDS: Final = 32
+"""One-time passwords sent and not yet verified that the flow remembers (the oldest goes first):
+a lane rarely has more than one guest at the counter."""
 
 _T = TypeVar("_T")
 _Item = TypeVar("_Item", Discount, RedemptionLine, RedemptionFailure)
@@ -170,11 +181,20 @@ class LoyaltyFlow:
         self._kinds = provider.identifier_kinds
         # order id → the identifier that found its guest, in clear for the check-in: memory only.
         self._identifiers: dict[str, Token] = {}
+        # token id → the one-time password sent to it, until verified: memory only (it holds the
+        # guest's contact in clear and the PKCE verifier).
+        self._passwords: OrderedDict[str, OtpChallenge] = OrderedDict()
         # Scans, requests and order hooks all change an order's state: one at a time.
         self._lock = asyncio.Lock()
 
     def handlers(self) -> dict[str, Handler]:
-        return {"loyalty.lookup": self.lookup, "loyalty.select": self.select}
+        return {
+            "loyalty.lookup": self.lookup,
+            "loyalty.otp_send": self.otp_send,
+            "loyalty.otp_verify": self.otp_verify,
+            "loyalty.signup": self.signup,
+            "loyalty.select": self.select,
+        }
 
     # -- identify ---------------------------------------------------------------------------------
 
@@ -195,10 +215,66 @@ class LoyaltyFlow:
         token = self._vault.require(params.token_id, self._kinds, "a loyalty identifier")
         return await self._identify(token, params.token_id)
 
-    async def _identify(self, token: Token, token_id: str) -> LoyaltyUserData:
-        """Find the guest, attach them to the open order and look up their discounts for it."""
+    async def otp_send(self, params: LoyaltyOtpSendParams) -> LoyaltyOtpSentData:
+        """Send the guest a one-time password (seed 002: "Send OTP ... to sign up / sign in")."""
+        token = self._vault.require(params.token_id, self.provider.otp_kinds, "a phone or email")
+        challenge = await self.provider.send_otp(token.kind, token.value)
+        self._passwords.pop(params.token_id, None)
+        self._passwords[params.token_id] = challenge
+        while len(self._passwords) > PENDING_PASSWORDS:
+            self._passwords.popitem(last=False)
+        log.info("loyalty: one-time password sent to %s by %s", display(token), challenge.channel)
+        return LoyaltyOtpSentData(
+            token_id=params.token_id,
+            display=display(token),
+            provider=self.provider.name,
+            channel=challenge.channel,
+        )
+
+    async def otp_verify(self, params: LoyaltyOtpVerifyParams) -> LoyaltyUserData:
+        """The guest the password proves ("Verify OTP"), identified as a scan would; a wrong
+        code leaves the password pending for another try."""
+        token = self._vault.require(params.token_id, self.provider.otp_kinds, "a phone or email")
+        challenge = self._passwords.get(params.token_id)
+        if challenge is None:
+            raise LaneError(
+                ErrorCode.UNKNOWN_TOKEN,
+                f"no one-time password is pending for token {params.token_id}: send one first "
+                "(loyalty.otp_send)",
+            )
+        data = await self._identify(
+            token, params.token_id, lambda: self.provider.verify_otp(challenge, params.code)
+        )
+        self._passwords.pop(params.token_id, None)
+        return data
+
+    async def signup(self, params: LoyaltySignupParams) -> LoyaltyUserData:
+        """Sign a new guest up by phone ("Create New User") and identify them."""
+        phone = self._vault.require(params.token_id, {"phone"}, "a phone number")
+        email = None
+        if params.email_token_id is not None:
+            email = self._vault.require(params.email_token_id, {"email"}, "an email").value
+        new = NewGuest(
+            phone=phone.value,
+            email=email,
+            first_name=params.first_name,
+            last_name=params.last_name,
+            birthday=params.birthday,
+            terms_and_conditions=params.accepted_terms,
+            send_compliance_sms=params.marketing_sms,
+        )
+        return await self._identify(phone, params.token_id, lambda: self.provider.sign_up(new))
+
+    async def _identify(
+        self,
+        token: Token,
+        token_id: str,
+        find: Callable[[], Awaitable[Guest]] | None = None,
+    ) -> LoyaltyUserData:
+        """Find the guest (by `token`, unless `find` does it another way), attach them to the
+        open order and look up their discounts for it."""
         async with self._lock:
-            guest = await self.provider.find_guest(token.kind, token.value)
+            guest = await (find or (lambda: self.provider.find_guest(token.kind, token.value)))()
             order = self._book.current()
             discounts: list[Discount] = []
             error = None

@@ -13,6 +13,7 @@ class Kind(enum.StrEnum):
     URL = "url"
     GS1 = "gs1"
     COUPON = "coupon"
+    LOYALTY_RECEIPT = "loyalty_receipt"
     PRODUCT_GTIN = "product_gtin"
     GIFT_VOUCHER_CODE = "gift_voucher_code"
     LOYALTY_REDEMPTION_CODE = "loyalty_redemption_code"

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from agent.normalise import gs1
 from agent.normalise.kinds import PUBLIC_KINDS, Kind
+from agent.providers import punchh_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,20 @@ def _coupon(text: str, symbology: str) -> Match | None:
     ):
         return Match(text)
     return None
+
+
+def _loyalty_receipt(short_keys: frozenset[int], text: str, symbology: str) -> Match | None:
+    """A Punchh receipt barcode (EAN-13, or its QR code) of one of the configured locations, with
+    a good parity digit and key checksum; the value is the 12-digit key. Anything else is left to
+    `product_gtin`: a product code passes the 4-bit checksum one time in 16, so the location
+    must match too."""
+    if not (symbology in {"ean13", "qr"} or symbology in _UNTYPED) or not short_keys:
+        return None
+    try:
+        key, parts = punchh_key.from_barcode(text)
+    except ValueError:
+        return None
+    return Match(key) if parts.short_key in short_keys else None
 
 
 _EAN_LENGTHS = {"ean13": 13, "ean8": 8}
@@ -272,6 +287,22 @@ class NormaliserSettings(BaseModel):
         "(default: the custom rules, then the built-in ones in the brief's order)",
     )
     max_length: int = Field(default=512, ge=1, description="longest scan accepted, in characters")
+    receipt_short_keys: list[int] = Field(
+        default=[],
+        description="Punchh location short keys whose receipt barcodes are `loyalty_receipt` "
+        "scans (empty: none are)",
+    )
+
+    @field_validator("receipt_short_keys")
+    @classmethod
+    def _short_keys(cls, keys: list[int]) -> list[int]:
+        for key in keys:
+            if not 0 <= key <= punchh_key.MAX_SHORT_KEY:
+                raise _error(
+                    "short_key",
+                    f"{key} is not a Punchh short key (0..{punchh_key.MAX_SHORT_KEY})",
+                )
+        return keys
 
     @field_validator("gift_hosts")
     @classmethod
@@ -322,6 +353,9 @@ def compile_rules(settings: NormaliserSettings) -> tuple[Rule, ...]:
     builtin: dict[str, Classifier] = {
         **_BUILTIN,
         Kind.GIFT_VOUCHER_TOKEN.value: partial(_gift_voucher_token, tuple(settings.gift_hosts)),
+        Kind.LOYALTY_RECEIPT.value: partial(
+            _loyalty_receipt, frozenset(settings.receipt_short_keys)
+        ),
     }
     rules = {
         name: Rule(name, name, name not in PUBLIC_KINDS, classify)

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent.orders import OrderSnapshot
+
 
 class GiftType(enum.StrEnum):
     MONETARY = "monetary"
@@ -66,16 +68,25 @@ class Redemption(BaseModel):
     gift_id: str
     amount: int | None = None
     quantity: int | None = None
-    gift: GiftStatus
+    gift: GiftStatus | None = Field(
+        description="the gift after the redemption; null when the provider's answer did not "
+        "describe it (the redemption stands all the same)"
+    )
 
 
 class Reversal(BaseModel):
     transaction_id: str
-    gift_id: str
+    gift_id: str | None = Field(
+        None, description="null when the provider answered with the transaction record alone"
+    )
     amount: int | None = None
     quantity: int | None = None
     reversed_at: datetime
-    gift: GiftStatus
+    gift: GiftStatus | None = Field(
+        None,
+        description="the gift after the reversal; null when the provider's answer did not "
+        "describe it (seed 003 answers a reversal with the transaction record)",
+    )
 
 
 class GiftProvider(Protocol):
@@ -83,7 +94,12 @@ class GiftProvider(Protocol):
 
     name: str
 
-    async def validate(self, ref: GiftRef, *, location: str | None) -> GiftStatus: ...
+    async def validate(
+        self, ref: GiftRef, *, location: str | None, ticket: OrderSnapshot | None = None
+    ) -> GiftStatus:
+        """`ticket`: the lane's open order, which a provider may use to check an item gift's
+        eligible items (seed 003's optional "POS ticket data")."""
+        ...
 
     async def redeem(
         self,

@@ -27,17 +27,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+LAST4 = r"^[0-9A-F]{4}$"
+LAST4_TEXT = "the last four characters of the card number (or of its NFC UID, in hex)"
+
+
+def masked(last4: str) -> str:
+    """What a screen shows for a card: `••••••••••••0001`."""
+    return MASK * _HIDDEN + last4
+
+
 class _Masked(_Model):
-    card_last4: str = Field(
-        pattern=r"^[0-9A-F]{4}$",
-        description="the last four characters of the card number (or of its NFC UID, in hex)",
-    )
+    card_last4: str = Field(pattern=LAST4, description=LAST4_TEXT)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def masked_number(self) -> str:
-        """What a screen shows: `••••••••••••0001`."""
-        return MASK * _HIDDEN + self.card_last4
+        return masked(self.card_last4)
 
 
 class CardStatus(enum.StrEnum):
@@ -74,22 +79,34 @@ class CardRedemption(_Masked):
     amount: int = Field(gt=0, description="minor units")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     reference: str
-    balance_after: int = Field(ge=0, description="the card's balance right after this debit")
+    balance_after: int | None = Field(
+        None,
+        ge=0,
+        description="the card's balance right after this debit; null when the card service's "
+        "answer did not say (the debit stands all the same)",
+    )
     status: RedemptionStatus
     created_at: datetime
     reversal_id: str | None = None
 
 
-class CardReversal(_Masked):
-    """The undoing of a debit: its amount went back onto the card."""
+class CardReversal(_Model):
+    """The undoing of a debit: its amount went back onto the card. The card service accepting
+    it is the fact; each detail the service's answer did not give is null."""
 
-    reversal_id: str = Field(min_length=1)
+    reversal_id: str | None = Field(None, min_length=1)
     transaction_id: str = Field(description="the redemption it reversed")
-    amount: int = Field(gt=0, description="minor units restored")
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    card_last4: str | None = Field(None, pattern=LAST4, description=LAST4_TEXT)
+    amount: int | None = Field(None, gt=0, description="minor units restored")
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     reference: str
-    balance_after: int = Field(ge=0)
+    balance_after: int | None = Field(None, ge=0)
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def masked_number(self) -> str | None:
+        return None if self.card_last4 is None else masked(self.card_last4)
 
 
 class CardProvider(Protocol):

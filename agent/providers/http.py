@@ -20,7 +20,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -70,8 +71,10 @@ class ProviderClient:
         write: bool,
         json: Any = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; return any answer below 500 for the adapter to interpret.
+        """Send one request (`headers` add to the client's); return any answer below 500 for
+        the adapter to interpret.
 
         Right after the provider could not be reached, calls are refused at once for
         `OFFLINE_RETRY` seconds instead of each waiting out a connect timeout: the cashier hears
@@ -85,7 +88,9 @@ class ProviderClient:
             )
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._http.request(method, path, json=json, params=params)
+                response = await self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             log.warning("%s: not sent: %s", what, type(exc).__name__)
             if self._offline_since is None:
@@ -142,3 +147,56 @@ def error_message(response: httpx.Response, default: str) -> str:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])
     return default
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointCheck:
+    """What one endpoint answered a harmless call: `lane-agent diag providers` prints these so a
+    wrong path or key shows on day one, not as uncaptured coupons."""
+
+    endpoint: str  # what the adapter uses it for, and the setting or constant naming its path
+    method: str
+    path: str
+    ok: bool
+    detail: str
+
+
+@runtime_checkable
+class ChecksEndpoints(Protocol):
+    """A provider that can try each endpoint it uses (optional: diag falls back to
+    `check_health` for the others)."""
+
+    async def check_endpoints(self) -> list[EndpointCheck]: ...
+
+
+async def probe(
+    client: ProviderClient,
+    endpoint: str,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: dict[str, str] | None = None,
+) -> EndpointCheck:
+    """Send a call that identifies nothing (an empty body, a made-up reference) and say what the
+    answer means: a 400 or 422 is an endpoint that checked the key and then the body; 404 or 405
+    is no such endpoint; 401 or 403 a refused key; a redirect a wrong `base_url`."""
+    try:
+        response = await client.call(method, path, write=False, json=json, params=params)
+    except ProviderError as exc:
+        return EndpointCheck(endpoint, method, path, False, exc.message)
+    status = response.status_code
+    said = error_message(response, "")
+    answer = f"HTTP {status}" + (f" ({said})" if said else "")
+    if status in (404, 405):
+        verdict = f"{answer}: no such endpoint here; check the path and base_url"
+    elif status in (401, 403):
+        verdict = f"{answer}: the API key was refused"
+    elif 300 <= status < 400:
+        verdict = f"{answer}: redirected to {response.headers.get('location', '?')}; check base_url"
+    elif status < 300:
+        verdict = f"{answer}: answers"
+    else:
+        verdict = f"{answer}: answers and accepted the key (the probe itself is refused)"
+    ok = status < 300 or status in (400, 409, 422)
+    return EndpointCheck(endpoint, method, path, ok, verdict)

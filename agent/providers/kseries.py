@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from datetime import date, datetime
-from typing import Any, Final, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Final, NoReturn, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationError
 
 from agent.errors import ErrorCode, ProviderError
+from agent.providers.answers import Answer, Lenient
 from agent.providers.cards import (
+    LAST4,
     CardBalance,
     CardRedemption,
     CardReversal,
     CardStatus,
     RedemptionStatus,
 )
-from agent.providers.http import ProviderClient, error_message
+from agent.providers.http import EndpointCheck, ProviderClient, error_message, probe
 from agent.providers.settings import KSeriesSettings
 from agent.registry import ProviderEnv
 from agent.secrets import read_key
@@ -93,89 +94,106 @@ def normalise_card_number(value: str) -> str:
     return number.upper()
 
 
-# -- the API's bodies (extra fields are ignored: the API may grow) --------------------------------
+# -- the API's answers ----------------------------------------------------------------------------
+#
+# Tolerant readers (issue 12): seed 000 names one thing the card service answers, a card's
+# balance ("check the balance of the gift card"); the rest of the card API is our design. So each
+# read requires only what it cannot do without, every other field is `Lenient` and filled from
+# what the lane sent when the answer leaves it out, and unknown fields are ignored (logged by
+# name). A debit's success is a 2xx answer with the one identifier the lane needs to give it
+# back (`id`); a reversal's is a 2xx answer alone (it names the debit the lane sent).
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Last4 = Annotated[str, Field(pattern=LAST4)]
+_A = TypeVar("_A", bound=Answer)
 
 
-class _Card(_Wire):
-    last4: str
-    balance: int
-    currency: str
-    status: CardStatus
-    expires_on: date | None = None
-
-    def model(self) -> CardBalance:
-        return CardBalance(
-            card_last4=self.last4,
-            balance=self.balance,
-            currency=self.currency,
-            status=self.status,
-            expires_on=self.expires_on,
-        )
+class _Card(Answer):
+    provider = NAME
+    balance: int = Field(ge=0)
+    currency: Lenient[Currency] = None
+    status: Lenient[str] = None
+    expires_on: Lenient[date] = None
 
 
-class _Redemption(_Wire):
-    id: str
-    card_last4: str
-    amount: int
-    currency: str
-    reference: str
-    balance_after: int
-    status: RedemptionStatus
-    reversal_id: str | None = None
-    created_at: datetime
-
-    def model(self) -> CardRedemption:
-        return CardRedemption(
-            transaction_id=self.id,
-            card_last4=self.card_last4,
-            amount=self.amount,
-            currency=self.currency,
-            reference=self.reference,
-            balance_after=self.balance_after,
-            status=self.status,
-            created_at=self.created_at,
-            reversal_id=self.reversal_id,
-        )
+class _Redemption(Answer):
+    provider = NAME
+    id: str = Field(min_length=1)
+    card_last4: Lenient[Last4] = None
+    amount: Lenient[Annotated[int, Field(gt=0)]] = None
+    currency: Lenient[Currency] = None
+    reference: Lenient[str] = None
+    balance_after: Lenient[Annotated[int, Field(ge=0)]] = None
+    status: Lenient[str] = None
+    reversal_id: Lenient[str] = None
+    created_at: Lenient[datetime] = None
 
 
-class _Reversal(_Wire):
-    id: str
-    redemption_id: str
-    card_last4: str
-    amount: int
-    currency: str
-    reference: str
-    balance_after: int
-    created_at: datetime
-
-    def model(self) -> CardReversal:
-        return CardReversal(
-            reversal_id=self.id,
-            transaction_id=self.redemption_id,
-            card_last4=self.card_last4,
-            amount=self.amount,
-            currency=self.currency,
-            reference=self.reference,
-            balance_after=self.balance_after,
-            created_at=self.created_at,
-        )
+class _Reversal(Answer):
+    provider = NAME
+    id: Lenient[Annotated[str, Field(min_length=1)]] = None
+    redemption_id: Lenient[str] = None
+    card_last4: Lenient[Last4] = None
+    amount: Lenient[Annotated[int, Field(gt=0)]] = None
+    currency: Lenient[Currency] = None
+    balance_after: Lenient[Annotated[int, Field(ge=0)]] = None
+    created_at: Lenient[datetime] = None
 
 
-class _Found(_Wire):
+class _Found(Answer):
+    provider = NAME
     data: list[_Redemption] = Field(max_length=1, description="a reference names one debit")
 
 
-class _ErrorDetail(_Wire):
+def _card_status(value: str | None) -> CardStatus:
+    """The card's status; absent or unknown, the card is offered and the debit decides (the
+    service refuses a card that cannot pay), so a name we guessed never blocks a good card."""
+    try:
+        return CardStatus(value or CardStatus.ACTIVE)
+    except ValueError:
+        log.warning("%s: unknown card status %.20r; the debit decides", NAME, value)
+        return CardStatus.ACTIVE
+
+
+def _redemption(
+    answer: _Redemption,
+    *,
+    reference: str,
+    card_number: str | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
+) -> CardRedemption:
+    """A debit as the service described it, completed from what the lane sent (`card_number`,
+    `amount`, `currency`: absent for a debit found by its reference)."""
+    if amount is not None and answer.amount not in (None, amount):
+        log.warning("%s: debit %s of %s answered as %s", NAME, answer.id, amount, answer.amount)
+    reversed_ = answer.status == RedemptionStatus.REVERSED or answer.reversal_id is not None
+    # Validated: a debit found by reference without its card or amount is unreadable (a read).
+    return CardRedemption.model_validate(
+        {
+            "transaction_id": answer.id,
+            "card_last4": card_number[-4:] if card_number else answer.card_last4,
+            "amount": answer.amount or amount,
+            "currency": answer.currency or currency,
+            "reference": answer.reference or reference,
+            "balance_after": answer.balance_after,
+            "status": RedemptionStatus.REVERSED if reversed_ else RedemptionStatus.COMPLETED,
+            "created_at": answer.created_at or datetime.now(UTC),
+            "reversal_id": answer.reversal_id,
+        }
+    )
+
+
+class _ErrorDetail(Answer):
+    provider = NAME
     code: str
     available: int | None = None
     currency: str | None = None
 
 
-class _Error(_Wire):
+class _Error(Answer):
+    provider = NAME
     error: _ErrorDetail
 
 
@@ -224,24 +242,38 @@ class KSeriesCardProvider:
 
     async def balance(self, card_number: str) -> CardBalance:
         """The card's balance and status; found is not redeemable (see `is_redeemable`)."""
-        body = {"number": normalise_card_number(card_number)}
-        response = await self._client.call("POST", LOOKUP_PATH, write=False, json=body)
-        return _answer(response, {200}, lambda b: _Card.model_validate(b).model(), write=False)
+        number = normalise_card_number(card_number)
+        response = await self._client.call(
+            "POST", LOOKUP_PATH, write=False, json={"number": number}
+        )
+        card = _read(_Card, response)
+        return CardBalance(
+            card_last4=number[-4:],
+            balance=card.balance,
+            currency=card.currency or self.currency,
+            status=_card_status(card.status),
+            expires_on=card.expires_on,
+        )
 
     async def redeem(
         self, card_number: str, *, amount: int, currency: str, reference: str
     ) -> CardRedemption:
         """Debit `amount` minor units. The same `reference` again returns the first debit and
         moves nothing; `insufficient_balance` carries the available amount in `details`."""
+        number = normalise_card_number(card_number)
         body = {
-            "card_number": normalise_card_number(card_number),
+            "card_number": number,
             "amount": amount,
             "currency": currency,
             "reference": reference,
         }
         response = await self._client.call("POST", REDEMPTIONS_PATH, write=True, json=body)
-        redemption = _answer(
-            response, {200, 201}, lambda b: _Redemption.model_validate(b).model(), write=True
+        redemption = _redemption(
+            _read(_Redemption, response, write=True),
+            reference=reference,
+            card_number=number,
+            amount=amount,
+            currency=currency,
         )
         log.info(
             "%s: card %s debited %s %s under %s (%s), balance %s",
@@ -262,13 +294,30 @@ class KSeriesCardProvider:
             raise ProviderError(ErrorCode.INVALID_REQUEST, "A transaction id is required")
         path = REVERSAL_PATH.format(transaction_id=quote(transaction_id, safe=""))
         response = await self._client.call("POST", path, write=True, json={"reference": reference})
-        reversal = _answer(
-            response, {200, 201}, lambda b: _Reversal.model_validate(b).model(), write=True
+        _accepted(response, write=True)
+        try:
+            answer = _Reversal.model_validate_json(response.content)
+        except ValueError:  # not a JSON object: the 2xx alone says it is done
+            log.warning(
+                "%s: reversal of %s accepted with an unreadable answer", NAME, transaction_id
+            )
+            answer = _Reversal()
+        if answer.redemption_id not in (None, transaction_id):
+            log.warning("%s: reversal of %s answered for another debit", NAME, transaction_id)
+        reversal = CardReversal(
+            reversal_id=answer.id,
+            transaction_id=transaction_id,
+            card_last4=answer.card_last4,
+            amount=answer.amount,
+            currency=answer.currency,
+            reference=reference,
+            balance_after=answer.balance_after,
+            created_at=answer.created_at or datetime.now(UTC),
         )
         log.info(
             "%s: card %s credited %s %s back, reversing %s (%s)",
             NAME,
-            reversal.masked_number,
+            reversal.masked_number or "?",
             reversal.amount,
             reversal.currency,
             reversal.transaction_id,
@@ -281,8 +330,17 @@ class KSeriesCardProvider:
         response = await self._client.call(
             "GET", REDEMPTIONS_PATH, write=False, params={"reference": reference}
         )
-        found = _answer(response, {200}, _Found.model_validate, write=False)
-        return found.data[0].model() if found.data else None
+        found = _read(_Found, response)
+        if not found.data:
+            return None
+        try:
+            return _redemption(found.data[0], reference=reference, currency=self.currency)
+        except ValidationError:
+            log.warning("%s: the debit found for %s lacks its card or amount", NAME, reference)
+            raise ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"{DISPLAY_NAME} found the payment but did not say its card or amount. Try again.",
+            ) from None
 
     async def check_health(self) -> tuple[bool, str]:
         try:
@@ -291,25 +349,50 @@ class KSeriesCardProvider:
             return False, f"{self._base_url}: {exc.code}: {exc.message}"
         return True, f"{self._base_url}: reachable, API key accepted"
 
+    async def check_endpoints(self) -> list[EndpointCheck]:
+        """The look-up with an empty body (400 where it exists) and the find with the health
+        reference (200). The reversal path is not tried: only a real debit's id could tell a
+        wrong path from an unknown debit."""
+        return [
+            await probe(self._client, "card look-up (LOOKUP_PATH)", "POST", LOOKUP_PATH, json={}),
+            await probe(
+                self._client,
+                "find a debit by reference (REDEMPTIONS_PATH)",
+                "GET",
+                REDEMPTIONS_PATH,
+                params={"reference": HEALTH_REFERENCE},
+            ),
+        ]
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def _answer(
-    response: httpx.Response, ok: set[int], convert: Callable[[Any], _T], *, write: bool
-) -> _T:
-    """`convert(body)` for an expected status; a refusal for a 4xx; anything else (an odd 2xx
-    or 3xx, a body we cannot read) leaves a write's outcome unknown."""
+def _accepted(response: httpx.Response, *, write: bool) -> None:
+    """Return for a 2xx; a refusal for a 4xx; anything else (a 3xx) leaves a write's outcome
+    unknown."""
     status = response.status_code
     if status >= 400:
         raise _refusal(response)
+    if status >= 300:
+        _unsure(response, f"unexpected HTTP {status}", write=write)
+
+
+def _read(model: type[_A], response: httpx.Response, *, write: bool = False) -> _A:
+    """A 2xx answer as `model`. Without what `model` requires, a read may be retried; a write
+    is accepted but cannot be named, so its outcome is unknown."""
+    _accepted(response, write=write)
     try:
-        if status in ok:
-            return convert(response.json())
-        problem = f"unexpected HTTP {status}"
-    except ValueError as exc:  # not JSON, or pydantic's ValidationError
-        problem = f"unreadable answer ({type(exc).__name__})"
-    log.error("%s: %s %s: %s", NAME, response.request.method, response.request.url.path, problem)
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:  # not JSON, or without a required field
+        # Field locations only: the values may be card numbers.
+        where = [".".join(map(str, e["loc"])) for e in exc.errors()]
+        _unsure(response, "unreadable answer", write=write, detail=f"at {where}")
+
+
+def _unsure(response: httpx.Response, problem: str, *, write: bool, detail: str = "") -> NoReturn:
+    request = response.request
+    log.error("%s: %s %s: %s %s", NAME, request.method, request.url.path, problem, detail)
     if write:
         raise ProviderError(
             ErrorCode.UNKNOWN_OUTCOME,

@@ -9,7 +9,7 @@ in clear in these models: a `Guest` carries masked contact details only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,8 +111,32 @@ class RedemptionOutcome(_Model):
 class CheckinResult(_Model):
     """What the earning event gave the guest."""
 
-    guest: Guest
+    guest: Guest | None = Field(
+        None, description="the guest as the answer describes them, when it does"
+    )
     points_earned: int | None = None
+
+
+class OtpChallenge(NamedTuple):
+    """A one-time password sent to a guest, as verifying it needs it again: the same contact and
+    the PKCE verifier. Holds the contact in clear: memory only, never serialised or logged."""
+
+    identifier_kind: str
+    value: str
+    verifier: str
+    channel: str  # `sms` or `email`
+
+
+class NewGuest(NamedTuple):
+    """A guest to sign up (Punchh "Create New User"): contact details in clear, memory only."""
+
+    phone: str
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    birthday: date | None = None
+    terms_and_conditions: bool = False
+    send_compliance_sms: bool = False
 
 
 class LoyaltyProvider(Protocol):
@@ -127,6 +151,8 @@ class LoyaltyProvider(Protocol):
     name: str
     identifier_kinds: frozenset[str]
     """The token kinds `find_guest` can look a guest up by."""
+    otp_kinds: frozenset[str]
+    """The token kinds a one-time password can be sent to (a phone, an email)."""
 
     async def receipt_key(self, check_id: str) -> str: ...
 
@@ -135,6 +161,16 @@ class LoyaltyProvider(Protocol):
         ...
 
     async def find_guest(self, identifier_kind: str, value: str) -> Guest: ...
+
+    async def send_otp(self, identifier_kind: str, value: str) -> OtpChallenge:
+        """Send the guest a one-time password (by SMS or email) to sign in or up with."""
+        ...
+
+    async def verify_otp(self, challenge: OtpChallenge, code: str) -> Guest:
+        """The guest the password proves, signed up by the provider if new."""
+        ...
+
+    async def sign_up(self, guest: NewGuest) -> Guest: ...
 
     async def lookup_discounts(
         self,

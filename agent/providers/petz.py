@@ -19,10 +19,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ErrorCode, ProviderError
 from agent.normalise.gs1 import check_digit
@@ -36,7 +36,7 @@ from agent.providers.coupons import (
     OrderState,
     WalletCoupon,
 )
-from agent.providers.http import ProviderClient, error_message
+from agent.providers.http import EndpointCheck, ProviderClient, error_message, probe
 from agent.providers.settings import PetzSettings
 from agent.registry import ProviderEnv
 from agent.secrets import read_key
@@ -44,10 +44,13 @@ from agent.tokens import mask
 
 log = logging.getLogger(__name__)
 
+_M = TypeVar("_M", bound=BaseModel)
+
 NAME: Final = "petz"
 
+# Seed 001 names these two; the capture path (it names two) and the order sync path (it names
+# none) are settings: `capture_path`, `order_path` (`lane-agent diag providers` tries each).
 CUSTOMER_PATH: Final = "/posface/customer/set/"
-ORDER_PATH: Final = "/posface/order/set/"
 AUTH_PATH: Final = "/posface/auth/create/"
 
 AUTH_SCHEME: Final = "Token"
@@ -181,9 +184,28 @@ def capture_body(order: OrderSnapshot, device_ref: str, auth_id: str) -> dict[st
 
 
 class _Api(BaseModel):
-    """PETZ answers: read what we need, ignore what we do not know yet."""
+    """PETZ answers: read what we need, log (never fail on) the names we do not know."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_validator(mode="after")
+    def _log_unknown(self) -> _Api:
+        if self.model_extra:
+            log.info("petz: %s had fields we do not read: %s", type(self).__name__,
+                     sorted(self.model_extra))  # fmt: skip
+        return self
+
+
+def readable(model: type[_M], items: list[Any], what: str) -> list[_M]:
+    """The items of a list that fit `model`; one that does not is logged and left out, so one
+    odd wallet coupon never hides the customer."""
+    read = []
+    for item in items:
+        try:
+            read.append(model.model_validate(item))
+        except ValidationError as exc:
+            log.warning("petz: a %s we cannot read was left out: %s", what, exc.errors()[0]["msg"])
+    return read
 
 
 class _ApiCoupon(_Api):
@@ -196,33 +218,42 @@ class _ApiCoupon(_Api):
 
 
 class _ApiCustomer(_Api):
-    consumer_id: str
-    wallet: list[_ApiCoupon] = Field(default_factory=list)
+    consumer_id: str  # seed 001's name: the one field a customer answer needs
+    wallet: list[Any] = Field(default_factory=list)  # of _ApiCoupon, read item by item
     wallet_url: str | None = None
 
 
 class _ApiCouponResult(_Api):
     coupon_id: str
     title: str = ""
-    status: Literal["applied", "rejected"]
+    status: str = Field(description="`applied` gives the discount; any other word rejects it")
     discount: Decimal = Field(Decimal(0), ge=0)
     line_refs: list[str] = Field(default_factory=list)
     reason_code: str | None = None
     reason: str | None = None
 
+    @property
+    def applied(self) -> bool:
+        return self.status.lower() == "applied"
+
 
 class _ApiAuth(_Api):
+    """A write: created when the status is 2xx and `auth_id` is there; the rest has defaults
+    (the consumer we sent, the applied coupons' sum)."""
+
     auth_id: str
-    consumer_id: str
-    total_discount: Decimal = Field(ge=0)
+    consumer_id: str | None = None
+    total_discount: Decimal | None = Field(None, ge=0)
     coupons: list[_ApiCouponResult] = Field(default_factory=list)
 
 
 class _ApiCapture(_Api):
+    """A write: captured when the status is 2xx and `capture_id` is there."""
+
     capture_id: str
-    auth_id: str
-    coupon_ids: list[str] = Field(default_factory=list)
-    total_discount: Decimal = Field(ge=0)
+    auth_id: str | None = None
+    coupon_ids: list[str] | None = None
+    total_discount: Decimal | None = Field(None, ge=0)
     captured_at: datetime | None = None
 
 
@@ -232,9 +263,11 @@ class _ApiOrderAuth(_Api):
 
 
 class _ApiOrder(_Api):
-    order_ref: str
-    status: str
-    authorizations: list[_ApiOrderAuth] = Field(default_factory=list)
+    """Order sync's answer: nothing in it is needed but the authorizations `release` reads."""
+
+    order_ref: str | None = None  # seed 001's name
+    status: str | None = None
+    authorizations: list[Any] = Field(default_factory=list)  # of _ApiOrderAuth
 
 
 class _ApiErrorDetail(_Api):
@@ -333,8 +366,25 @@ class PetzCouponProvider:
     def _minor(self, value: Decimal) -> int:
         return from_money(value, self._decimals)
 
+    def _wallet_coupon(self, coupon: _ApiCoupon) -> WalletCoupon | None:
+        """A wallet coupon, or None (logged) when it has not exactly one kind of value."""
+        try:
+            return WalletCoupon(
+                coupon_id=coupon.coupon_id,
+                description=coupon.title,
+                upcs=coupon.upcs,
+                amount_off=None if coupon.amount_off is None else self._minor(coupon.amount_off),
+                percent_off=coupon.percent_off,
+                expires_at=coupon.expires_at,
+            )
+        except ValidationError as exc:
+            log.warning(
+                "petz: wallet coupon %s left out: %s", coupon.coupon_id, exc.errors()[0]["msg"]
+            )
+            return None
+
     def _discount(self, result: _ApiCouponResult) -> CouponDiscount:
-        rejected = result.status == "rejected"
+        rejected = not result.applied
         return CouponDiscount(
             coupon_id=result.coupon_id,
             description=result.title,
@@ -343,7 +393,7 @@ class PetzCouponProvider:
             rejected=REJECTIONS.get(result.reason_code or "", CouponRejection.NOT_APPLICABLE)
             if rejected
             else None,
-            reason=result.reason if rejected else None,
+            reason=(result.reason or f"PETZ says {result.status}") if rejected else None,
         )
 
     async def _set_order(
@@ -364,7 +414,7 @@ class PetzCouponProvider:
             keep_customer=keep_customer,
         )
         # An upsert of the whole order: sending it again is the recovery, so not a `write`.
-        response = await self._post(ORDER_PATH, "order update", body, write=False)
+        response = await self._post(self._settings.order_path, "order update", body, write=False)
         with reading(write=False):
             return _ApiOrder.model_validate_json(response.content)
 
@@ -384,15 +434,9 @@ class PetzCouponProvider:
                 consumer_id=customer.consumer_id,
                 phone_masked=mask(phone),
                 wallet=[
-                    WalletCoupon(
-                        coupon_id=c.coupon_id,
-                        description=c.title,
-                        upcs=c.upcs,
-                        amount_off=None if c.amount_off is None else self._minor(c.amount_off),
-                        percent_off=c.percent_off,
-                        expires_at=c.expires_at,
-                    )
-                    for c in customer.wallet
+                    coupon
+                    for c in readable(_ApiCoupon, customer.wallet, "wallet coupon")
+                    if (coupon := self._wallet_coupon(c)) is not None
                 ],
                 wallet_url=customer.wallet_url,
             )
@@ -423,12 +467,18 @@ class PetzCouponProvider:
         )
         with reading(write=True):
             auth = _ApiAuth.model_validate_json(response.content)
+            discounts = [self._discount(c) for c in auth.coupons]
+            total = (
+                sum(d.amount for d in discounts)
+                if auth.total_discount is None
+                else self._minor(auth.total_discount)
+            )
             return CouponAuthorization(
                 auth_id=auth.auth_id,
                 order_id=order.order_id,
-                consumer_id=auth.consumer_id,
-                discounts=[self._discount(c) for c in auth.coupons],
-                total_discount=self._minor(auth.total_discount),
+                consumer_id=auth.consumer_id or consumer_id,
+                discounts=discounts,
+                total_discount=total,
             )
 
     async def capture(
@@ -446,13 +496,22 @@ class PetzCouponProvider:
         )
         with reading(write=True):
             capture = _ApiCapture.model_validate_json(response.content)
-            return CouponCapture(
-                capture_id=capture.capture_id,
-                auth_id=capture.auth_id,
-                coupon_ids=capture.coupon_ids,
-                total_discount=self._minor(capture.total_discount),
-                captured_at=capture.captured_at,
-            )
+        held = None if isinstance(auth, str) else auth
+        # What the answer leaves out is what was authorized: capture takes the authorization whole.
+        coupon_ids = capture.coupon_ids
+        if coupon_ids is None:
+            coupon_ids = [] if held is None else [d.coupon_id for d in held.applied]
+        if capture.total_discount is not None:
+            total = self._minor(capture.total_discount)
+        else:
+            total = 0 if held is None else held.total_discount
+        return CouponCapture(
+            capture_id=capture.capture_id,
+            auth_id=capture.auth_id or auth_id,
+            coupon_ids=coupon_ids,
+            total_discount=total,
+            captured_at=capture.captured_at,
+        )
 
     async def refund(
         self, capture: CouponCapture, *, order: OrderSnapshot, device_ref: str
@@ -470,7 +529,8 @@ class PetzCouponProvider:
         """Release the authorization by sending the order at `RELEASE_STATUS` (see there); the
         order keeps its customer. Releasing again is a no-op."""
         answer = await self._set_order(order, device_ref, RELEASE_STATUS, keep_customer=True)
-        state = next((a.status for a in answer.authorizations if a.auth_id == auth_id), None)
+        held = readable(_ApiOrderAuth, answer.authorizations, "authorization")
+        state = next((a.status for a in held if a.auth_id == auth_id), None)
         if state is None:
             raise ProviderError(
                 ErrorCode.NOT_FOUND,
@@ -491,6 +551,17 @@ class PetzCouponProvider:
         if response.status_code in (400, 200):
             return True, "PETZ answers and accepts the API key"
         return False, error_message(response, f"PETZ answered HTTP {response.status_code}")
+
+    async def check_endpoints(self) -> list[EndpointCheck]:
+        """Each path with an empty body, which names no customer, order or authorization: an
+        endpoint that exists answers 400, a wrong path 404 (`lane-agent diag providers`)."""
+        paths = [
+            ("customer look-up (seed 001)", CUSTOMER_PATH),
+            ("order sync (order_path, not in seed 001)", self._settings.order_path),
+            ("coupon authorization (seed 001)", AUTH_PATH),
+            ("coupon capture (capture_path, seed 001)", self._settings.capture_path),
+        ]
+        return [await probe(self._client, what, "POST", path, json={}) for what, path in paths]
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -19,27 +19,33 @@ Wire rules it keeps (see docs/providers/punchh.md for sources and the UNCERTAIN 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from agent import __version__
 from agent.errors import ErrorCode, ProviderError
 from agent.orders import OrderSnapshot
 from agent.providers import punchh_key
+from agent.providers.answers import Answer, Lenient, present
 from agent.providers.http import ProviderClient, error_message
 from agent.providers.loyalty import (
     Basket,
     CheckinResult,
     Discount,
     Guest,
+    NewGuest,
+    OtpChallenge,
     RedemptionFailure,
     RedemptionLine,
     RedemptionOutcome,
@@ -90,6 +96,39 @@ REJECTIONS_422: Final[tuple[tuple[str, ErrorCode], ...]] = (
 """Punchh answers most business-rule refusals with 422 and tells them apart only by text
 (lower-case substrings, first match wins; UNCERTAIN wording, from the R2 spec's examples)."""
 
+OTP_CHANNELS: Final[Mapping[str, str]] = {"phone": "sms", "email": "email"}
+"""The token kinds a one-time password can go to, and how it travels."""
+
+SEND_OTP_PATH: Final = "/api2/password_less/token"
+"""UNCERTAIN: PAR's "Send OTP" page (mobile portal, Advanced Authentication) was stored only up
+to its body's `client`; this path is the one Punchh's public QA code names for it, beside the
+verify and refresh paths that PAR's own pages name."""
+VERIFY_OTP_PATH: Final = "/api2/password_less/verify"
+"""PAR's "Verify Token" page (its URL names the method and path)."""
+
+PKCE_FIELDS: Final = ("code_challenge", "code_challenge_method", "S256")
+"""UNCERTAIN: how Send OTP takes the PKCE code challenge (its stored page stops before them;
+Verify Token's `code_verifier` is documented): OAuth's names and method (RFC 7636)."""
+
+OTP_FIELD: Final = "token"
+"""UNCERTAIN: the name of the guest's code in Verify Token's body (not in the stored page; the
+mobile API's other OTP call, the migration flow's verify_token, names it `token`)."""
+
+CLIENT_TYPE: Final = "online_ordering"
+"""UNCERTAIN: Verify Token's required `client-type` header knows `external_mobile_app` and
+`online_ordering` only; Punchh lists POS among Advanced Authentication's future channels."""
+
+IDENTIFY_REFUSALS: Final[Mapping[int, ErrorCode]] = {
+    400: ErrorCode.INVALID_REQUEST,
+    401: ErrorCode.INVALID_REQUEST,
+    410: ErrorCode.EXPIRED,
+    422: ErrorCode.INVALID_REQUEST,
+}
+"""UNCERTAIN: Advanced Authentication's answer to a wrong or expired code, and Create New User's
+to a phone or email already taken, are not documented (only 422 "Please agree on given privacy
+policy" is): any of these is the cashier's to read in Punchh's words, not a configuration
+fault; a 401 to Create New User is the location key (`not_configured`, as everywhere)."""
+
 TAX_ITEM_ID: Final = 0
 PAYMENT_ITEM_ID: Final = 0
 """`menu_item_id` of the tax (T) and payment (P) lines: Punchh matches offers against menu (M)
@@ -110,10 +149,10 @@ def from_amount(value: Decimal, decimals: int, rounding: str = ROUND_HALF_UP) ->
     return int(value.scaleb(decimals).quantize(Decimal(1), rounding=rounding))
 
 
-def item_id(*candidates: str | None) -> int:
-    """Punchh wants integer item ids: the first all-digit candidate (SKU, then POS line id),
-    else a stable CRC-32 of the first non-empty one, so one product always gets one id
-    (UNCERTAIN: offers keyed on real menu item ids match only numeric SKUs)."""
+def numeric_id(*candidates: str | None) -> int:
+    """Punchh wants integers for item ids and check-in transaction numbers: the first all-digit
+    candidate, else a stable CRC-32 of the first non-empty one, so one product (or order) always
+    gets one number (UNCERTAIN: offers keyed on real menu item ids match only numeric SKUs)."""
     present = [c for c in candidates if c]
     for candidate in present:
         if candidate.isascii() and candidate.isdigit() and len(candidate) <= 18:
@@ -134,10 +173,10 @@ def line_items(order: OrderSnapshot, decimals: int) -> list[dict[str, Any]]:
             "item_qty": line.quantity,
             "amount": to_amount(line.amount, decimals),
             "item_type": "M",
-            "item_id": item_id(line.sku, line.id),
+            "item_id": numeric_id(line.sku, line.id),
             "item_family": "",
             "item_group": "",
-            "serial_number": f"{index}.0",
+            "serial_number": float(index),
         }
         for index, line in enumerate(order.lines, start=1)
         if line.amount >= 0
@@ -157,12 +196,12 @@ def menu_items(
             line.quantity,
             abs(line.amount),
             "D" if line.amount < 0 else "M",
-            item_id(line.sku, line.id),
+            numeric_id(line.sku, line.id),
         )
         for line in order.lines
     ]
     rows += [
-        (d.name, 1, d.amount, "D", item_id(d.discount_id, d.redemption_id))
+        (d.name, 1, d.amount, "D", numeric_id(d.discount_id, d.redemption_id))
         for d in discounts
         if d.amount
     ]
@@ -175,7 +214,7 @@ def menu_items(
             "item_qty": qty,
             "item_amount": to_amount(amount, decimals),
             "menu_item_type": kind,
-            "menu_item_id": ident,
+            "menu_item_id": str(ident),
             "menu_family": "",
             "menu_major_group": "",
             "serial_number": f"{index}.0",
@@ -217,54 +256,64 @@ def mask_email(email: str) -> str:
 
 
 # -- Punchh's answers --------------------------------------------------------------------------
+#
+# Tolerant readers: the seed names no answer field, so the public spec's names come first. Only
+# the one identifier a read needs is required (a guest's `id`); every other field is optional,
+# and one that is missing or unreadable is left out (and logged) instead of failing the answer.
+# Fields no model names are ignored, and logged once per name. A write's success is its HTTP
+# status: its answer is read the same way and never turns a success into `unknown_outcome`.
 
 
-class _Api(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+class _Api(Answer):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+    provider = NAME
 
 
 class _ApiReward(_Api):
     id: str
-    name: str
-    type: str | None = None
-    discount_amount: Decimal | None = None
-    points: Decimal | None = None
-    end_date_tz: str | None = None
+    name: Lenient[str] = None
+    type: Lenient[str] = None
+    discount_amount: Lenient[Decimal] = None
+    points: Lenient[Decimal] = None
+    end_date_tz: Lenient[str] = None
 
 
 class _ApiBalance(_Api):
-    banked_rewards: Decimal = Decimal(0)
-    points_balance: Decimal | None = None
-    unredeemed_cards: int = 0
+    banked_rewards: Lenient[Decimal] = None
+    points_balance: Lenient[Decimal] = None
+    unredeemed_cards: Lenient[int] = None
+    membership_level: Lenient[str] = None
 
 
 class _ApiUser(_Api):
     id: str
-    first_name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    balance: _ApiBalance = Field(default_factory=_ApiBalance)
-    rewards: list[_ApiReward] = []
+    first_name: Lenient[str] = None
+    email: Lenient[str] = None
+    phone: Lenient[str] = None
+    balance: Lenient[_ApiBalance] = None
+    rewards: Lenient[list[Lenient[_ApiReward]]] = None
 
 
-class _ApiCheckin(_ApiUser):
-    points_earned: Decimal | None = None
+class _ApiCheckin(_Api):
+    """What a check-in earned; the guest it describes is read apart, as an `_ApiUser`."""
+
+    points_earned: Lenient[Decimal] = None
 
 
 class _ApiDetails(_Api):
-    name: str | None = None
+    name: Lenient[str] = None
 
 
 class _ApiDiscount(_Api):
-    discount_basket_item_id: str | None = None
-    discount_type: str | None = None
-    discount_id: str | None = None
-    discount_amount: Decimal | None = None
-    discount_value: Decimal | None = None
-    qualified: bool | None = None
-    redemption_id: str | None = None
-    message: list[str] | str | None = None
-    discount_details: _ApiDetails | None = None
+    discount_basket_item_id: Lenient[str] = None
+    discount_type: Lenient[str] = None
+    discount_id: Lenient[str] = None
+    discount_amount: Lenient[Decimal] = None
+    discount_value: Lenient[Decimal] = None
+    qualified: Lenient[bool] = None
+    redemption_id: Lenient[str] = None
+    message: Lenient[list[str] | str] = None
+    discount_details: Lenient[_ApiDetails] = None  # the spec's examples also send [] here
 
     @property
     def name(self) -> str:
@@ -273,25 +322,25 @@ class _ApiDiscount(_Api):
 
 
 class _ApiLookup(_Api):
-    selected_discounts: list[_ApiDiscount] = []
-    unselected_discounts: list[_ApiDiscount] = []
+    selected_discounts: Lenient[list[Lenient[_ApiDiscount]]] = None
+    unselected_discounts: Lenient[list[Lenient[_ApiDiscount]]] = None
 
 
 class _ApiBasket(_Api):
-    redemption_ref: str | None = None
-    locked: bool = False
-    discount_basket_items: list[_ApiDiscount] = []
+    redemption_ref: Lenient[str] = None
+    locked: Lenient[bool] = None
+    discount_basket_items: Lenient[list[Lenient[_ApiDiscount]]] = None
 
 
 class _ApiBatch(_Api):
-    redemption_ref: str | None = None
-    success: list[_ApiDiscount] = []
-    failures: list[_ApiDiscount] = []
+    redemption_ref: Lenient[str] = None
+    success: Lenient[list[Lenient[_ApiDiscount]]] = None
+    failures: Lenient[list[Lenient[_ApiDiscount]]] = None
 
 
 class _ApiLocation(_Api):
-    location_name: str | None = None
-    short_key: int = Field(ge=0, le=punchh_key.MAX_SHORT_KEY)
+    location_name: Lenient[str] = None
+    short_key: Lenient[Annotated[int, Field(ge=0, le=punchh_key.MAX_SHORT_KEY)]] = None
 
 
 _A = TypeVar("_A", bound=_Api)
@@ -314,13 +363,21 @@ class PunchhLoyaltyProvider:
 
     name = NAME
     identifier_kinds = frozenset(SEARCH_PARAMS)
+    otp_kinds = frozenset(OTP_CHANNELS)
 
     def __init__(
-        self, settings: PunchhSettings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: PunchhSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        device_id: str = "lane-agent",
     ) -> None:
         location_key = read_key(f"providers.{NAME}", settings, "location_key_file")
         business_key = read_key(f"providers.{NAME}", settings, "business_key_file")
         self._settings = settings
+        # Punchh's `punchh-app-device-id`: one per device, never changing (its sign-up rewards
+        # are given once per device): the lane's identity.
+        self._device_id = device_id
         self._decimals = settings.currency_decimals
         self._short_key = settings.short_key
         self._client = ProviderClient(
@@ -337,7 +394,7 @@ class PunchhLoyaltyProvider:
 
     @classmethod
     def create(cls, settings: PunchhSettings, env: ProviderEnv) -> PunchhLoyaltyProvider:
-        return cls(settings, transport=env.transport)
+        return cls(settings, transport=env.transport, device_id=f"{env.store}-{env.lane}")
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -350,35 +407,51 @@ class PunchhLoyaltyProvider:
         write: bool,
         json: Any = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        refusals: Mapping[int, ErrorCode] | None = None,
+        private: bool = False,
     ) -> httpx.Response:
-        """One request; any refusal becomes a `ProviderError` with Punchh's own words."""
-        response = await self._client.call(method, path, write=write, json=json, params=params)
+        """One request; any refusal becomes a `ProviderError` with Punchh's own words (its code
+        from `refusals` first, for calls whose refusals mean something else)."""
+        response = await self._client.call(
+            method, path, write=write, json=json, params=params, headers=headers
+        )
         status = response.status_code
         if status >= 300:
             message = error_message(response, f"Punchh refused the {what} (HTTP {status})")
-            log.info("punchh %s refused: HTTP %s %s", what, status, message)
-            raise ProviderError(classify(status, message), message)
+            # A refusal of a guest's contact details may quote them: then the status only.
+            log.info("punchh %s refused: HTTP %s %s", what, status, "" if private else message)
+            code = (refusals or {}).get(status) or classify(status, message)
+            raise ProviderError(code, message)
         return response
 
     @staticmethod
-    def _parse(model: type[_A], response: httpx.Response, *, write: bool) -> _A:
-        """Punchh's body as `model`; an unreadable answer to a write may still have applied."""
+    def _read(model: type[_A], response: httpx.Response) -> _A:
+        """The answer to a read as `model`; one without even the identifier it needs means the
+        service answered something else, which a retry may fix."""
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
             # Field locations only: the values may be a guest's contact details.
             where = [".".join(map(str, e["loc"])) for e in exc.errors()]
             log.warning("punchh answered an unreadable %s at %s", model.__name__, where)
-            if write:
-                raise ProviderError(
-                    ErrorCode.UNKNOWN_OUTCOME,
-                    "Punchh accepted the request but its answer cannot be read; it may have "
-                    "been applied. Do not retry until it is checked.",
-                ) from None
             raise ProviderError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
                 "Punchh answered with something the agent cannot read. Try again.",
             ) from None
+
+    @staticmethod
+    def _written(model: type[_A], response: httpx.Response) -> _A:
+        """The answer to a write that Punchh accepted (2xx): what can be read of it. It applied
+        whatever the body says, so an unreadable one is logged, never an error."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError:
+            log.warning(
+                "punchh accepted the request but its answer is no %s; read as empty",
+                model.__name__,
+            )
+            return model()
 
     def _amount(self, minor: int) -> float:
         return to_amount(minor, self._decimals)
@@ -387,27 +460,28 @@ class PunchhLoyaltyProvider:
         return 0 if value is None else from_amount(value, self._decimals)
 
     def _guest(self, user: _ApiUser) -> Guest:
-        balance = user.balance
+        balance = user.balance or _ApiBalance()
         return Guest(
             user_id=user.id,
-            first_name=user.first_name,
+            first_name=user.first_name or None,
             email_masked=mask_email(user.email) if user.email else None,
             phone_masked=mask(user.phone) if user.phone else None,
             points_balance=None
             if balance.points_balance is None
             else from_amount(balance.points_balance, 0, ROUND_DOWN),
             banked_rewards=self._minor(balance.banked_rewards),
-            unredeemed_cards=balance.unredeemed_cards,
+            unredeemed_cards=balance.unredeemed_cards or 0,
+            membership_level=balance.membership_level,
             rewards=[
                 Reward(
                     reward_id=r.id,
-                    name=r.name,
+                    name=r.name or "reward",
                     discount_type="redeemable" if r.type == "redeemable" else "reward",
                     amount=None if r.discount_amount is None else self._minor(r.discount_amount),
                     points=None if r.points is None else from_amount(r.points, 0, ROUND_DOWN),
                     expires_at=r.end_date_tz,
                 )
-                for r in user.rewards
+                for r in present(user.rewards)
             ],
         )
 
@@ -446,19 +520,21 @@ class PunchhLoyaltyProvider:
         transaction_no: str,
         when: datetime | None,
     ) -> dict[str, Any]:
-        """The check as check-in and receipt details both describe it."""
+        """The check as check-in and receipt details both describe it. Both specs type
+        `transaction_no` as an integer (`numeric_id` of the lane's order id)."""
         subtotal, payable = receipt_amounts(order, discounts)
         return {
-            "transaction_no": transaction_no,
+            "transaction_no": numeric_id(transaction_no),
             "punchh_key": receipt_key,
             "receipt_datetime": iso_datetime(when),
-            "amount": self._amount(subtotal),
             "subtotal_amount": self._amount(subtotal),
             "receipt_amount": self._amount(subtotal),
             "payable": self._amount(payable),
             "pos_type": self._settings.pos_type,
             "pos_version": self._settings.pos_version,
             "channel": self._settings.channel,
+            "revenue_id": self._settings.revenue_id,
+            "revenue_code": self._settings.revenue_code,
             "menu_items": menu_items(order, discounts, self._decimals),
         }
 
@@ -479,21 +555,28 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "GET", "/api/pos/locations/configuration", "location configuration", write=False
         )
-        location = self._parse(_ApiLocation, response, write=False)
+        location = self._read(_ApiLocation, response)
         if self._short_key is None:
             self._short_key = location.short_key
         return location
 
     async def receipt_key(self, check_id: str) -> str:
-        """The 12-digit punchh key for this check (see `agent.providers.punchh_key`); the short
-        key comes from the settings, else from the location configuration (read once)."""
+        """The 12-digit punchh key for this check (`agent.providers.punchh_key`); the location's
+        short key comes from the settings, else from the location configuration (read once)."""
         short_key = self._short_key
         if short_key is None:
             short_key = (await self._location()).short_key
-        return punchh_key.KEY_GENERATOR(check_id, short_key)
+        if short_key is None:
+            raise ProviderError(
+                ErrorCode.NOT_CONFIGURED,
+                "Punchh's location configuration has no short_key the agent can read; set "
+                "providers.punchh.short_key",
+            )
+        return punchh_key.generate(check_id, short_key)
 
     def receipt_barcode(self, receipt_key: str) -> str:
-        """Punchh prints the key as an EAN-13: the 12 digits and their check digit."""
+        """Punchh prints the key as an EAN-13 (the 12 digits and their parity digit), or puts
+        the same digits in a QR code (`punchh_key.qr_payload`)."""
         return punchh_key.ean13(receipt_key)
 
     async def find_guest(self, identifier_kind: str, value: str) -> Guest:
@@ -501,7 +584,7 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "GET", "/api/pos/users/search", "guest look-up", write=False, params={param: clear}
         )
-        return self._guest(self._parse(_ApiUser, response, write=False))
+        return self._guest(self._read(_ApiUser, response))
 
     async def lookup_discounts(
         self,
@@ -522,9 +605,9 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "POST", "/api/pos/discounts/lookup", "discount look-up", write=False, json=body
         )
-        found = self._parse(_ApiLookup, response, write=False)
-        return [self._discount(d, selected=True) for d in found.selected_discounts] + [
-            self._discount(d, selected=False) for d in found.unselected_discounts
+        found = self._read(_ApiLookup, response)
+        return [self._discount(d, selected=True) for d in present(found.selected_discounts)] + [
+            self._discount(d, selected=False) for d in present(found.unselected_discounts)
         ]
 
     async def select(
@@ -550,11 +633,12 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "POST", "/api/pos/discounts/select", "discount selection", write=True, json=body
         )
-        basket = self._parse(_ApiBasket, response, write=True)
+        basket = self._written(_ApiBasket, response)
         return Basket(
             redemption_ref=basket.redemption_ref,
-            locked=basket.locked,
-            items=[self._discount(d, selected=True) for d in basket.discount_basket_items],
+            # Unsaid: the basket may be locked to external_uid, as the selection asked.
+            locked=True if basket.locked is None else basket.locked,
+            items=[self._discount(d, selected=True) for d in present(basket.discount_basket_items)],
         )
 
     async def _batch(
@@ -573,7 +657,7 @@ class PunchhLoyaltyProvider:
             **self._order_amounts(order, when),
             "line_items": line_items(order, self._decimals),
             "punchh_key": receipt_key,
-            "transaction_no": transaction_no,
+            "transaction_no": str(numeric_id(transaction_no)),  # a string in the R2 spec
             "external_uid": external_uid,
         }
         if query:  # the commit omits the key altogether (Punchh: "do not include query")
@@ -582,7 +666,12 @@ class PunchhLoyaltyProvider:
         response = await self._call(
             "POST", "/api/pos/batch_redemptions", what, write=not query, json=body
         )
-        batch = self._parse(_ApiBatch, response, write=not query)
+        batch = self._written(_ApiBatch, response) if not query else self._read(_ApiBatch, response)
+        success = present(batch.success)
+        if not query and batch.redemption_ref is None:
+            log.warning("punchh committed redemptions without a redemption_ref: no void possible")
+        if any(s.discount_amount is None for s in success):
+            log.warning("punchh redeemed a discount without a readable discount_amount; taken as 0")
         return RedemptionOutcome(
             redemption_ref=batch.redemption_ref,
             committed=not query,
@@ -594,7 +683,7 @@ class PunchhLoyaltyProvider:
                     name=s.name,
                     amount=self._minor(s.discount_amount),
                 )
-                for s in batch.success
+                for s in success
             ],
             failures=[
                 RedemptionFailure(
@@ -603,7 +692,7 @@ class PunchhLoyaltyProvider:
                     name=f.name,
                     messages=[f.message] if isinstance(f.message, str) else f.message or [],
                 )
-                for f in batch.failures
+                for f in present(batch.failures)
             ],
         )
 
@@ -696,9 +785,13 @@ class PunchhLoyaltyProvider:
             "external_uid": external_uid,
         }
         response = await self._call("POST", "/api/pos/checkins", "check-in", write=True, json=body)
-        checkin = self._parse(_ApiCheckin, response, write=True)
+        checkin = self._written(_ApiCheckin, response)
+        try:
+            guest: Guest | None = self._guest(_ApiUser.model_validate_json(response.content))
+        except ValidationError:
+            guest = None  # earned all the same: the answer just does not describe the guest
         return CheckinResult(
-            guest=self._guest(checkin),
+            guest=guest,
             points_earned=None
             if checkin.points_earned is None
             else from_amount(checkin.points_earned, 0, ROUND_DOWN),
@@ -722,7 +815,111 @@ class PunchhLoyaltyProvider:
             transaction_no=transaction_no,
             when=receipt_datetime,
         )
+        body["amount"] = body["subtotal_amount"]  # only receipt details has this third copy
         await self._call("POST", "/receipt_details", "receipt details", write=True, json=body)
+
+    # -- identify: one-time passwords and sign-up ----------------------------------------------
+
+    def _contact(self, kind: str, value: str) -> dict[str, str]:
+        if kind == "phone":
+            return {"phone_ext": self._settings.phone_ext, "phone_number": value}
+        return {"email": value.lower()}
+
+    def _otp_headers(self) -> dict[str, str]:
+        if self._settings.oauth_client is None:
+            raise ProviderError(
+                ErrorCode.NOT_CONFIGURED,
+                "one-time passwords need Punchh's Advanced Authentication: set "
+                "providers.punchh.oauth_client to the OAuth client id the business issued",
+            )
+        return {"punchh-app-device-id": self._device_id, "Content-Type": "application/json"}
+
+    async def send_otp(self, identifier_kind: str, value: str) -> OtpChallenge:
+        """Ask Punchh to send the guest a one-time password (PKCE: the challenge goes now, the
+        verifier with the code). Nothing of value changes, so a lost answer is just unanswered:
+        sending again sends another password."""
+        channel = OTP_CHANNELS.get(identifier_kind)
+        if channel is None:
+            raise ProviderError(
+                ErrorCode.INVALID_REQUEST,
+                f"a one-time password goes to a phone or an email, not a {identifier_kind}",
+            )
+        headers = self._otp_headers()
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        challenge_field, method_field, method = PKCE_FIELDS
+        body = {
+            "client": self._settings.oauth_client,
+            **self._contact(identifier_kind, value),
+            challenge_field: challenge.rstrip(b"=").decode(),
+            method_field: method,
+        }
+        await self._call(
+            "POST",
+            SEND_OTP_PATH,
+            "one-time password",
+            write=False,
+            json=body,
+            headers=headers,
+            refusals=IDENTIFY_REFUSALS,
+            private=True,
+        )
+        return OtpChallenge(identifier_kind, value, verifier, channel)
+
+    async def verify_otp(self, challenge: OtpChallenge, code: str) -> Guest:
+        """Check the guest's code (their agreement to the privacy policy and terms is sent: the
+        op requires it); Punchh signs a new guest up as it signs one in. Its 2xx is the proof,
+        and the guest is then looked up by the contact it proved: the access token it answers
+        with is for the guest's own app, and is neither read nor kept."""
+        headers = {**self._otp_headers(), "client-type": CLIENT_TYPE}
+        body = {
+            "client": self._settings.oauth_client,
+            **self._contact(challenge.identifier_kind, challenge.value),
+            "code_verifier": challenge.verifier,
+            OTP_FIELD: code,
+            "privacy_policy": True,
+            "terms_and_conditions": True,
+        }
+        await self._call(
+            "POST",
+            VERIFY_OTP_PATH,
+            "one-time password check",
+            write=False,
+            json=body,
+            headers=headers,
+            refusals=IDENTIFY_REFUSALS,
+            private=True,
+        )
+        return await self.find_guest(challenge.identifier_kind, challenge.value)
+
+    async def sign_up(self, guest: NewGuest) -> Guest:
+        """Create New User (`POST /api/pos/users`, phone required). Its success is the 2xx and
+        the new guest's `id`; an answer without a readable one is settled by looking the phone
+        up (the guest was created), never reported as unknown."""
+        body: dict[str, Any] = {"phone": guest.phone, "signup_channel": "POS"}
+        optional = {
+            "email": guest.email.lower() if guest.email else None,
+            "first_name": guest.first_name,
+            "last_name": guest.last_name,
+            "birthday": guest.birthday.isoformat() if guest.birthday else None,
+        }
+        body |= {name: value for name, value in optional.items() if value}
+        body["terms_and_conditions"] = guest.terms_and_conditions
+        body["send_compliance_sms"] = guest.send_compliance_sms
+        response = await self._call(
+            "POST",
+            "/api/pos/users",
+            "sign-up",
+            write=True,
+            json=body,
+            refusals={k: v for k, v in IDENTIFY_REFUSALS.items() if k != 401},
+            private=True,
+        )
+        try:
+            return self._guest(_ApiUser.model_validate_json(response.content))
+        except ValidationError:
+            log.warning("punchh signed the guest up without a readable id; looking them up")
+            return await self.find_guest("phone", guest.phone)
 
     async def check_health(self) -> tuple[bool, str]:
         try:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ErrorCode, ProviderError
+from agent.orders import OrderSnapshot
 from agent.providers.base import (
     GiftRef,
     GiftStatus,
@@ -390,8 +391,11 @@ class SandboxLedger:
                     ErrorCode.PROVIDER_UNAVAILABLE, f"Sandbox ledger error: {exc}"
                 ) from exc
 
-    async def validate(self, ref: GiftRef, *, location: str | None) -> GiftStatus:
-        """Found is success even when not redeemable, as in Gift Local; `reason` says why."""
+    async def validate(
+        self, ref: GiftRef, *, location: str | None, ticket: OrderSnapshot | None = None
+    ) -> GiftStatus:
+        """Found is success even when not redeemable, as in Gift Local; `reason` says why. The
+        ticket goes unread: the sandbox's item gifts apply to any item."""
         if ref.code is not None:
             where, value = "code", ref.code.strip()
             if not (len(value) == 12 and value.isascii() and value.isdigit()):

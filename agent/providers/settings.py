@@ -66,6 +66,13 @@ class GiftLocalSettings(HttpProviderSettings):
         description="the account's currency: scales redeem amounts for a gift this process "
         "has not validated (Gift Local amounts carry no currency)",
     )
+    validation_options: dict[str, str | int | bool] = Field(
+        default_factory=dict,
+        max_length=32,
+        description='Gift Local\'s optional "Validation Options" as names and values, sent as '
+        "given with validate and redeem; seed 003 names the input but not its fields, so set "
+        "only what Gift Local tells you. None by default",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> GiftLocalSettings:
@@ -100,8 +107,16 @@ class PetzSettings(HttpProviderSettings):
     )
     capture_path: Literal["/posface/auth/capture/", "/posface/auth/redeem/"] = Field(
         "/posface/auth/capture/",
-        description="the course names both paths for capturing an authorization (UNCERTAIN "
-        "which is live)",
+        description="seed 001 names both: 'Coupon Redemption: /posface/auth/capture/' and "
+        "'capturing the coupon authorization through the /posface/auth/redeem/ endpoint' "
+        "(UNCERTAIN which is live; `lane-agent diag providers` tries it)",
+    )
+    order_path: str = Field(
+        "/posface/order/set/",
+        pattern=r"^/[\x21-\x7e]*$",
+        description="order sync, authorization release (order sent as void): NOT in seed 001, "
+        "our guess in the style of its /posface/customer/set/ (UNCERTAIN; `lane-agent diag "
+        "providers` tries it)",
     )
     currency_decimals: int = Field(
         2, ge=0, le=3, description="decimal places of the store currency (PETZ sends decimals)"
@@ -138,6 +153,19 @@ class PunchhSettings(HttpProviderSettings):
     channel: Literal["pos", "kiosk", "online_order", "web", "mobile", "dashboard", "chatbot"] = (
         "pos"
     )
+    revenue_id: str = Field(
+        "2",
+        min_length=1,
+        max_length=32,
+        description="`revenue_id` on check-ins and receipts: the POS's id of how the order is "
+        "fulfilled (Punchh's examples: 1 dine-in, 2 to-go)",
+    )
+    revenue_code: str = Field(
+        "To Go",
+        min_length=1,
+        max_length=64,
+        description="`revenue_code`: the name of that fulfilment method",
+    )
     short_key: int | None = Field(
         None,
         ge=0,
@@ -147,6 +175,19 @@ class PunchhSettings(HttpProviderSettings):
     )
     currency_decimals: int = Field(
         2, ge=0, le=3, description="decimal places of the store currency (Punchh sends decimals)"
+    )
+    oauth_client: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the OAuth client id the business issued for Advanced Authentication "
+        "(`loyalty.otp_send`, `loyalty.otp_verify`); unset: those ops answer not_configured",
+    )
+    phone_ext: str = Field(
+        "+1",
+        pattern=r"^\+[0-9]{1,4}$",
+        description="the country code sent as `phone_ext` with a guest's phone number for a "
+        "one-time password",
     )
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
+from simulators.punchh import OAUTH_CLIENT
 from tests.browser.conftest import PageOpener, enter_order, scan, screenshot
 from tests.conftest import AgentFactory, Simulators, sim_get
 from tests.integration.test_lane_agent import ProbeFactory, started
@@ -18,6 +19,8 @@ from tests.integration.test_seed_card_payment import ok
 from tests.integration.test_seed_coupons import KIBBLE, PHONE, TREATS, basket, petz_toml, scan_phone
 from tests.integration.test_seed_loyalty import ANA, ANA_PHONE, check, identify, punchh_toml
 
+NEW_PHONE = "5550199999"  # nobody at the Punchh simulator
+OTHER_PHONE = "5550199988"
 ANA_EMAIL = "ana@example.com"  # a phone goes to the coupon flow when both are on the lane
 # What the two panels show, but the look-up's check boxes: the agent does not keep the look-up.
 # A part of a hidden panel is not shown either.
@@ -227,3 +230,39 @@ async def test_a_screen_joining_mid_sale_rebuilds_the_coupon_and_loyalty_panels(
     for page in (there, joined):
         content = await page.content()
         assert PHONE not in content and ANA_EMAIL not in content.lower()
+
+
+async def test_a_new_guest_signs_in_by_code_and_another_signs_up(
+    tmp_path: Path, lane_agents: AgentFactory, simulators: Simulators, open_page: PageOpener
+) -> None:
+    """Punchh identify (seed 002, step 5) on the page: a phone nobody has is offered a code
+    and a sign-up; the code the guest "received" (the simulator's outbox) signs them in."""
+    punchh_api = simulators.start("punchh")
+    toml = punchh_toml(tmp_path, punchh_api) + f'oauth_client = "{OAUTH_CLIENT}"\n'
+    page = await open_page(lane_agents(toml))
+    await enter_order(page, "N1", "Burger; 10.00")
+
+    await scan(page, NEW_PHONE)
+    await expect(page.locator("#identify-contact")).to_have_text("No loyalty guest for ••••••••99.")
+    await page.get_by_role("button", name="Send a code").click()
+    await expect(page.locator("#identify-status")).to_have_text("Code sent by SMS to ••••••••99.")
+    (message,) = (await sim_get(punchh_api))["otp_outbox"]
+    await expect(page.locator("#otp-code")).to_be_focused()
+    await page.keyboard.type(message["code"])
+    await page.get_by_label("The guest agrees to the privacy policy and terms").first.check()
+    await page.get_by_role("button", name="Verify code").click()
+    await expect(page.locator("#loyalty-guest")).to_have_text(re.compile(r"^Guest \(••••••••99\)"))
+    await expect(page.locator("#identify")).to_be_hidden()
+    await screenshot(page, "loyalty-otp")
+
+    await scan(page, OTHER_PHONE)
+    await expect(page.locator("#identify-contact")).to_have_text("No loyalty guest for ••••••••88.")
+    await page.locator("#signup-first").fill("Dee")
+    await page.locator("#signup-terms").check()
+    await page.get_by_role("button", name="Sign up").click()
+    await expect(page.locator("#loyalty-guest")).to_have_text(re.compile(r"^Dee \(••••••••88\)"))
+    guests = (await sim_get(punchh_api))["guests"]
+    assert len(guests) == 5  # the three seeded, one signed in by code, one signed up
+    content = await page.content()
+    assert NEW_PHONE not in content and OTHER_PHONE not in content
+    assert message["code"] not in content

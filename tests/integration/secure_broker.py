@@ -48,10 +48,16 @@ def base(lane: str) -> str:
     return f"lane-agent/{STORE}/{lane}"
 
 
+# Tests only: a user that reads every lane's topics, requests included, to see everything the
+# agent publishes (the lane's own user cannot: the broker binds it to the agent's client id).
+OBSERVER = "observer"
+OBSERVER_ACL = f"\nuser {OBSERVER}\ntopic read lane-agent/#\n"
+
+
 def lane_passwords() -> dict[str, str]:
-    """Fresh passwords for the users of the documented ACL (store s1, lanes l1 and l2), and for
-    lane l10, whose id begins with another lane's."""
-    users = ("l1", "l2", "l10", "pos-l1", "pos-l2")
+    """Fresh passwords for the users of the documented ACL (store s1, lanes l1 and l2), for
+    lane l10, whose id begins with another lane's, and for the test's observer."""
+    users = ("l1", "l2", "l10", "pos-l1", "pos-l2", OBSERVER)
     return {user: f"mqtt-pw-{user}-{secrets.token_hex(12)}" for user in users}
 
 
@@ -144,7 +150,7 @@ def start_mosquitto(workdir: Path, conf: str, *ports: int) -> subprocess.Popen[b
 @dataclass
 class SecureBroker:
     """mosquitto with docs/security/lane-agent.conf and lane-agent.acl, TLS from `pki`; `conf` is
-    added to the config (a bridge, say), `acl` to the ACL."""
+    added to the config (a bridge, say), `acl` to the ACL after the test observer's block."""
 
     workdir: Path
     pki: Pki
@@ -163,7 +169,7 @@ class SecureBroker:
         shutil.copy(self.pki.ca, root / "ca_certificates" / "lane-ca.crt")
         for suffix in ("crt", "key"):
             shutil.copy(self.pki.dir / f"lane-broker.{suffix}", root / "certs")
-        (root / "lane-agent.acl").write_text(ACL.read_text() + self.acl)
+        (root / "lane-agent.acl").write_text(ACL.read_text() + OBSERVER_ACL + self.acl)
         passwd = root / "lane-agent.passwd"
         passwd.unlink(missing_ok=True)
         mosquitto_passwd = need("mosquitto_passwd", "mosquitto")
@@ -201,12 +207,14 @@ class SecureBroker:
         *,
         transport: Literal["tcp", "websockets"] = "tcp",
         cert: tuple[Path, Path] | None = None,
+        identifier: str | None = None,
     ) -> aiomqtt.Client:
         """A client for a lane (tcp, port 8883's stand-in) or a POS screen (websockets)."""
         port = self.pos_port if transport == "websockets" else self.lane_port
         return aiomqtt.Client(
             "127.0.0.1",
             port,
+            identifier=identifier,
             username=user,
             password=self.passwords.get(user) if user else None,
             protocol=aiomqtt.ProtocolVersion.V5,
@@ -263,13 +271,15 @@ def lane_config(
     ca_file: Path | None = None,
     tls: str = "",
     extra: str = "",
+    mqtt: str = "",
     log_level: str = "info",
 ) -> Path:
-    """An agent config for `lane` on the secure broker (TLS with the test CA)."""
+    """An agent config for `lane` on the secure broker (TLS with the test CA); `mqtt` is added
+    to the `[mqtt]` table, `extra` after the sandbox provider's."""
     login = f'username = "{lane}"\npassword_file = "{password_file}"\n' if password_file else ""
     path.write_text(
         f'[lane]\nstore = "{STORE}"\nlane = "{lane}"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.lane_port}\n{login}'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.lane_port}\n{login}{mqtt}'
         "reconnect_min = 0.05\nreconnect_max = 0.5\n"
         f'[mqtt.tls]\nca_file = "{ca_file or broker.pki.ca}"\n{tls}'
         f'[state]\ndir = "{path.parent / "state"}"\n'

@@ -56,6 +56,7 @@ import httpx
 import pytest
 
 from agent.bus import NO_DELAY
+from agent.providers.punchh import numeric_id
 from simulators import giftlocal, kseries, petz, punchh
 from simulators.server import Running
 from tests.conftest import (
@@ -860,7 +861,7 @@ async def judge(apis: Apis, records: list[Record], dead: dict[str, str]) -> Verd
     v.counts["punchh commits"] = len(commits)
     v.counts["punchh check-ins"] = len(loyalty["checkins"])
     # Punchh keeps one receipt per punchh_key; sending it again stores a new version of it.
-    receipts: dict[str, list[list[Json]]] = {}
+    receipts: dict[int, list[list[Json]]] = {}  # by transaction_no: numeric_id(order id)
     for versions in loyalty["receipts"].values():
         receipts.setdefault(versions[0]["transaction_no"], []).append(versions)
     v.counts["punchh receipts"] = len(loyalty["receipts"])
@@ -894,7 +895,7 @@ async def judge(apis: Apis, records: list[Record], dead: dict[str, str]) -> Verd
         if rec.refund is not None:
             after = "refunded" if rec.refund == "whole" else "paid"
             v.expect(rec.refunded == after, f"{oid} {rec.refund} refund left it {rec.refunded}")
-        mine_receipts = receipts.get(oid, [])
+        mine_receipts = receipts.get(numeric_id(oid), [])
         v.once(len(mine_receipts), f"receipt of paid order {oid}", required=paid)
         if not paid:
             v.none(len(mine_receipts), f"receipt of voided order {oid}")
@@ -1229,6 +1230,9 @@ async def test_a_card_payment_sent_again_after_a_crash_mid_debit_is_that_debit(
 async def test_a_gift_redeem_sent_again_after_a_crash_mid_call_is_never_redeemed_twice(
     lane: AgentProcess, probe_factory: ProbeFactory, apis: Apis
 ) -> None:
+    """The cashier then scans the voucher again: the lane reads its balance, tells every
+    screen the first redemption went through (a late `gift.redeemed`), and refuses to redeem
+    again unless confirmed; the first request sent again is now answered with it."""
     probe = await started(lane, probe_factory)
     token = ok(await probe.request("scan.inject", {"data": "100000000001"}))["token_id"]
     redeem = {"request_id": "G1-redeem", "token_id": token, "amount": 1250}
@@ -1236,7 +1240,26 @@ async def test_a_gift_redeem_sent_again_after_a_crash_mid_call_is_never_redeemed
     again = await probe.request("gift.redeem", redeem)
     # Not `unknown_token`: the POS would scan again and redeem under a new request_id.
     assert again["error"]["code"] == "unknown_outcome", again
+    assert "scan the gift again" in again["error"]["message"].lower()
     assert len((await sim_get(apis.gift))["redemptions"]) == 1 + 1  # the seed's used-up gift
+
+    mark = len(probe.messages)
+    rescanned = ok(await probe.request("scan.inject", {"data": "100000000001"}))["token_id"]
+    second = await probe.request("gift.redeem", {"token_id": rescanned, "amount": 1250})
+    assert second["error"]["code"] == "earlier_redemption", second
+    [earlier] = second["error"]["details"]["earlier"]
+    assert (earlier["request_id"], earlier["outcome"], earlier["units"]) == (
+        "G1-redeem",
+        "applied",
+        1250,
+    )
+    late = await probe.topic("event", lambda e: e["type"] == "gift.redeemed", mark)
+    assert late["data"]["late"] is True and late["data"]["request_id"] == "G1-redeem"
+    assert late["data"]["redemption"]["amount"] == 1250
+    told = ok(await probe.request("gift.redeem", redeem))
+    assert told["redemption"]["transaction_id"] == "unconfirmed:G1-redeem"
+    assert told["redemption"]["amount"] == 1250
+    assert len((await sim_get(apis.gift))["redemptions"]) == 1 + 1
 
 
 async def test_a_void_after_a_redeem_cut_by_a_crash_leaves_that_voucher_to_a_person_at_once(

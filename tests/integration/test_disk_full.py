@@ -5,22 +5,37 @@ freed), exactly once. Needs root to mount the tmpfs, as the hardware tier does."
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from simulators import giftlocal
+from simulators.giftlocal import BAKERY_KEY
 from simulators.kseries import API_KEY
 from simulators.server import Running
-from tests.conftest import AgentFactory, AgentProcess, Simulators, sim_get
+from tests.conftest import (
+    REPO,
+    AgentFactory,
+    AgentProcess,
+    Simulators,
+    sim_faults,
+    sim_get,
+    write_config,
+)
+from tests.integration.test_crash import until
 from tests.integration.test_lane_agent import ProbeFactory, started
 from tests.integration.test_orders import order
 from tests.integration.test_seed_card_payment import CARD_5000, ok
+from tests.integration.test_seed_gift_local import giftlocal_toml
 
 PAYMENTS = 150  # at 10 cents each: far more writes than the WAL has room for once it is full
+VOUCHER = "100000000001"  # Gift Local, bakery account: 50.00 USD
 
 
 class SmallDisk:
@@ -29,6 +44,9 @@ class SmallDisk:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.filler = path / "filler"
+
+    def remount(self, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True)
 
     def fill(self) -> None:
         fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT)
@@ -112,3 +130,70 @@ async def test_a_full_disk_refuses_payments_clearly_and_loses_or_doubles_none(
     assert by_request == told  # each debit is one the POS was told about, none more, none less
     paid = ok(await probe.request("order.paid", {"order_id": "D1"}))
     assert paid["order"]["status"] == "paid"
+
+
+async def test_a_disk_filled_during_a_redeem_never_answers_storage_full_for_it(
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    lane_agents: AgentFactory,
+    simulators: Simulators,
+    probe_factory: ProbeFactory,
+) -> None:
+    """The disk fills while Gift Local applies the redeem (its answer is slow): the POS and
+    every screen are told the redemption, its amount and transaction id, never `storage_full`
+    (Gift Local has no idempotency key: a cashier told it failed takes it again). No other
+    voucher step is made until it is recorded; once space is freed, it is."""
+    gift_api = simulators.start("giftlocal")
+    probe = await started(
+        lane_agents(giftlocal_toml(tmp_path, gift_api, BAKERY_KEY)), probe_factory
+    )
+    token = ok(await probe.request("scan.inject", {"data": VOUCHER}))["token_id"]
+    seeded = set((await sim_get(gift_api))["redemptions"])
+    await sim_faults(gift_api, {"path": giftlocal.REDEEM, "kind": "slow", "delay": 1.0})
+    before = len(await sim_get(gift_api, "requests"))
+
+    async def redeem_sent() -> bool:
+        return any(
+            r["path"] == giftlocal.REDEEM for r in (await sim_get(gift_api, "requests"))[before:]
+        )
+
+    redeem = {"request_id": "G1-redeem", "token_id": token, "amount": 300}
+    answer = asyncio.create_task(probe.request("gift.redeem", redeem))
+    await until(redeem_sent)
+    small_disk.fill()
+    redemption = ok(await answer)["redemption"]
+    [taken] = set((await sim_get(gift_api))["redemptions"]) - seeded
+    assert (redemption["transaction_id"], redemption["amount"]) == (taken, 300)
+    event = await probe.topic("event", lambda e: e["type"] == "gift.redeemed")
+    assert event["data"]["redemption"] == redemption and event["data"]["request_id"] == "G1-redeem"
+    assert ok(await probe.request("gift.redeem", redeem))["redemption"] == redemption
+
+    second = {"request_id": "G1-second", "token_id": token, "amount": 200}
+    assert (await probe.request("gift.redeem", second))["error"]["code"] == "storage_full"
+    assert set((await sim_get(gift_api))["redemptions"]) - seeded == {taken}
+    small_disk.free()
+    made = ok(await probe.request("gift.redeem", second))["redemption"]
+    assert made["gift"]["balance"] == 5000 - 300 - 200
+    assert ok(await probe.request("gift.redeem", redeem))["redemption"] == redemption
+
+
+def lane_agent(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "agent", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_a_full_or_read_only_state_dir_stops_the_agent_with_one_line(
+    tmp_path: Path, small_disk: SmallDisk
+) -> None:
+    """Found by check-config; `run` exits 2 (systemd does not restart on it) with the same
+    line, never a traceback and exit 1 (restarted in a loop until the unit fails)."""
+    config = write_config(tmp_path / "lane.toml", 1)  # its state dir is the small disk
+    assert lane_agent("check-config", str(config)).returncode == 0
+    small_disk.fill()
+    for options, problem in (("ro", "on a read-only file system"), ("rw", "no room")):
+        small_disk.remount(options)
+        for args in (("check-config", str(config)), ("run", "--config", str(config))):
+            done = lane_agent(*args)
+            assert done.returncode == 2, done.stderr
+            assert f"  state.dir: {small_disk.path}: {problem}" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr

@@ -29,6 +29,7 @@ from simulators.kseries import API_KEY as KSERIES_API_KEY
 from simulators.server import Running
 from tests.conftest import AgentProcess, Probe, Simulators
 from tests.integration.secure_broker import (
+    OBSERVER,
     Clients,
     SecureBroker,
     base,
@@ -56,6 +57,10 @@ async def mark(sender: Probe, topic: str, *receivers: Probe) -> None:
     await sender.client.publish(topic, json.dumps({"marker": marker}), qos=1)
     for receiver in receivers:
         await receiver.wait_for(lambda _t, d: d.get("marker") == marker)
+
+
+def answer_to(topic: str, request_id: str) -> Callable[[str, dict[str, Any]], bool]:
+    return lambda t, d: t == topic and d.get("request_id") == request_id
 
 
 def topics(probe: Probe) -> set[str]:
@@ -114,9 +119,10 @@ async def test_a_lane_cannot_read_another_lanes_topics(clients: Clients) -> None
     await mark(l1, f"{L1}/event", l1)
     assert topics(l1) == {f"{L1}/event"}
 
-    # Retained state is withheld too, from a subscription made after it was published.
+    # Retained state is withheld too, from a subscription made after it was published (a new
+    # connection of l1 takes the place of the first: the broker binds l1 to one client id).
     late = await clients.connect("l1", f"{L2}/#", f"{L1}/#")
-    await mark(l1, f"{L1}/event", late)
+    await mark(late, f"{L1}/event", late)
     assert topics(late) == {f"{L1}/event"}
 
 
@@ -185,24 +191,26 @@ async def test_the_agent_runs_as_lane_user_under_the_acl(
     assert redeemed["data"]["redemption"]["gift"]["balance"] == 4900
 
     # MQTT v5 Response Topic: under the lane's reply/ it arrives. Pointed at another lane's
-    # topics, the broker drops it (the agent may only publish under its own base topic). One
-    # that cannot be published to at all (mosquitto passes a wildcard through) is ignored: it
-    # must not wedge the agent's publishing.
+    # topics, or at one nobody can publish to (mosquitto passes a wildcard through), the
+    # request is refused on response/{op} and nothing goes there (test_hostile.py has the
+    # lane's own topics).
     reply_topic = f"{L1}/reply/screen-1"
     await pos1.client.subscribe(reply_topic, qos=1)
+    refused = []
     for response_topic in (f"{L2}/response/gift.validate", f"{L1}/reply/#", reply_topic):
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = response_topic
         props.CorrelationData = response_topic.encode()
         body = {"request_id": str(uuid.uuid4()), "token_id": token_id}
+        refused.append(body["request_id"])
         await pos1.client.publish(
             f"{L1}/request/gift.validate", json.dumps(body), qos=1, properties=props
         )
     _, reply = await pos1.wait_for(lambda t, _d: t == reply_topic)
     assert reply["data"]["gift"]["balance"] == 4900
-    # The agent publishes in order: once a later answer is out, the dropped one was handled.
-    health = await pos1.request("device.health", {})
-    assert health["status"] == "ok", health
+    for request_id in refused[:2]:
+        _, answer = await pos1.wait_for(answer_to(f"{L1}/response/gift.validate", request_id))
+        assert answer["error"]["code"] == "invalid_request", answer
     await mark(l2, f"{L2}/event", l2)
     assert [t for t in topics(l2) if t != f"{L2}/event"] == []
 
@@ -212,7 +220,7 @@ async def test_the_agent_runs_as_lane_user_under_the_acl(
     will = await pos1.topic("state", start=seen)
     assert will["state"] == "offline" and will.get("reason") is None
     assert "u'l1'" in secure_broker.log()
-    assert "ignoring Response Topic" in agent.log()
+    assert "Response Topic" in agent.log()
     assert "Traceback" not in agent.log()
 
 
@@ -242,9 +250,10 @@ async def test_known_secrets_and_codes_never_reach_the_log_or_another_topic(
         ),
     )
     agent = agents(config)
-    # The lane's own user reads everything under its base topic, which is everywhere the agent
-    # can publish at all under the ACL; the screen drives the session.
-    everything = await clients.connect("l1", "#")
+    # A test-only user reads every lane's topics, everywhere the agent can publish at all under
+    # the ACL (the lane's own user cannot watch: its client id is the agent's); the screen
+    # drives the session.
+    everything = await clients.connect(OBSERVER, "#")
     pos1 = await clients.connect("pos-l1", f"{L1}/#", transport="websockets")
     agent.start()
     await pos1.topic("state", lambda d: d["state"] == "online")

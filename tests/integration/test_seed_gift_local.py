@@ -203,7 +203,7 @@ async def test_a_gift_the_balance_cannot_explain_stays_blocked_never_doubled(
         )
         assert spent.status_code == 200, spent.text
     blocked = await probe.request("gift.redeem", {"token_id": token, "amount": 500})
-    assert blocked["error"]["code"] == "unknown_outcome"
+    assert blocked["error"]["code"] == "earlier_redemption"
     assert "may have gone through" in blocked["error"]["message"]
     assert (await balances(gift_api))[gift_id] == 5000 - 500 - 1000
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agent import __version__
+from agent.providers.punchh import numeric_id
 from simulators.punchh import AUTHORIZATION, BUSINESS_KEY, LOCATION_KEY, LOCKED
 from simulators.server import Running
 from tests.conftest import (
@@ -235,7 +236,12 @@ async def test_seed_002_identify_check_pay_commit_checkin_receipt(
     (checkin,) = ledger["checkins"]
     assert (checkin["punchh_key"], checkin["receipt_amount"]) == (key, "6.50")
     assert ledger["receipts"][key] == [
-        {"transaction_no": "P1", "subtotal_amount": "6.50", "payable": "7.30", "status": "closed"}
+        {
+            "transaction_no": numeric_id("P1"),
+            "subtotal_amount": "6.50",
+            "payable": "7.30",
+            "status": "closed",
+        }
     ]
 
     log = await sim_get(punchh_api, "requests")

@@ -10,10 +10,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 from hypothesis import given
@@ -22,8 +24,11 @@ from pydantic import ValidationError
 
 from agent.errors import ErrorCode, ProviderError
 from agent.money import exponent, to_decimal
+from agent.orders import OrderLine, OrderSnapshot
 from agent.providers.base import GiftProvider, GiftRef, GiftType, NotRedeemableReason
 from agent.providers.giftlocal import (
+    TICKET_FIELD,
+    VALIDATION_OPTIONS_FIELD,
     GiftLocalProvider,
     json_number,
     to_minor,
@@ -32,6 +37,7 @@ from agent.providers.settings import GiftLocalSettings
 from simulators.giftlocal import (
     BAKERY_KEY,
     BAKERY_MAIN,
+    DEFAULT_SEED,
     HARBOR_KEY,
     HARBOR_MARKET,
     HARBOR_PIER,
@@ -40,7 +46,8 @@ from simulators.giftlocal import (
     VALIDATE,
     GiftLocalSimulator,
 )
-from simulators.server import Request, Response
+from simulators.server import ApiError, Request, Response
+from tests.gifts import after
 from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Served, served
 
 CREDENTIAL = "giftlocal_api_key"
@@ -120,6 +127,15 @@ async def refused(call: Awaitable[object]) -> ProviderError:
     return caught.value
 
 
+async def failure(call: Awaitable[object]) -> ErrorCode | None:
+    """The code a call failed with; None when it succeeded."""
+    try:
+        await call
+    except ProviderError as exc:
+        return exc.code
+    return None
+
+
 def test_the_adapter_is_a_gift_provider(gl: GiftLocalProvider) -> None:
     provider: GiftProvider = gl
     assert provider.name == "giftlocal"
@@ -139,7 +155,7 @@ async def test_validate_a_monetary_gift_by_code(gl: GiftLocalProvider, sim: Sim)
     assert gift.gift_id == sim.ledger()["gifts"]["100000000001"]["voucher_id"]
     (request,) = sim.sent(VALIDATE)
     assert request["headers"]["authorization"] == BAKERY_KEY  # the whole value, no Bearer
-    assert request["body"] == '{"voucherCode":100000000001}'  # a JSON number, no location
+    assert request["body"] == '{"voucherCode":"100000000001"}'  # the 12 digits, no location
 
 
 async def test_validate_by_qr_token_gives_the_same_gift(gl: GiftLocalProvider) -> None:
@@ -155,12 +171,10 @@ async def test_validate_an_item_gift(gl: GiftLocalProvider) -> None:
     assert gift.description == "3 × Coffee remaining"
 
 
-async def test_a_code_with_a_leading_zero_survives_the_number_encoding(
-    gl: GiftLocalProvider, sim: Sim
-) -> None:
+async def test_a_code_with_a_leading_zero_is_sent_whole(gl: GiftLocalProvider, sim: Sim) -> None:
     gift = await gl.validate(LEADING_ZERO, location=None)
     assert gift.balance == 3000
-    assert '"voucherCode":12345678901' in sim.sent(VALIDATE)[0]["body"]
+    assert json.loads(sim.sent(VALIDATE)[0]["body"])["voucherCode"] == "012345678901"
 
 
 @pytest.mark.parametrize(
@@ -290,7 +304,7 @@ async def test_partial_redemption_of_money(gl: GiftLocalProvider, sim: Sim) -> N
     redemption = await gl.redeem(gift.gift_id, amount=1250, location=None, idempotency_key="r1")
     assert redemption.amount == 1250 and redemption.quantity is None
     assert redemption.gift_id == gift.gift_id
-    assert redemption.gift.balance == 3750 and redemption.gift.eligible_value == 3750
+    assert after(redemption).balance == 3750 and after(redemption).eligible_value == 3750
     assert redemption.transaction_id in sim.ledger()["redemptions"]
     assert sim.balance(FIFTY) == 3750
     assert '"amount":12.5' in sim.sent(REDEEM)[0]["body"]
@@ -304,7 +318,7 @@ async def test_whole_dollars_and_yen_go_out_as_integers(make: Make, sim: Sim) ->
     yen = await gl.validate(YEN, location=None)
     assert yen.currency == "JPY" and yen.balance == 5000
     redemption = await gl.redeem(yen.gift_id, amount=1500, location=None, idempotency_key="y")
-    assert redemption.amount == 1500 and redemption.gift.balance == 3500
+    assert redemption.amount == 1500 and after(redemption).balance == 3500
     bodies = [r["body"] for r in sim.sent(REDEEM)]
     assert '"amount":10' in bodies[0] and '"amount":1500' in bodies[1]
     assert sim.balance(HARBOR_40) == 3000 and sim.balance(YEN) == 3500
@@ -317,7 +331,7 @@ async def test_a_gift_not_validated_here_is_scaled_by_the_configured_currency(
     gl = make(HARBOR_KEY, organization_id=HARBOR_PIER, currency="JPY")
     gift_id = sim.ledger()["gifts"][YEN.code]["voucher_id"]
     redemption = await gl.redeem(gift_id, amount=700, location=None, idempotency_key="y")
-    assert redemption.amount == 700 and redemption.gift.currency == "JPY"
+    assert redemption.amount == 700 and after(redemption).currency == "JPY"
     assert '"amount":700' in sim.sent(REDEEM)[0]["body"]
     assert sim.balance(YEN) == 4300
 
@@ -326,7 +340,7 @@ async def test_item_gifts_are_redeemed_by_quantity(gl: GiftLocalProvider, sim: S
     gift = await gl.validate(COFFEE, location=None)
     redemption = await gl.redeem(gift.gift_id, quantity=2, location=None, idempotency_key="c")
     assert redemption.quantity == 2 and redemption.amount is None
-    assert redemption.gift.item_quantity == 1 and sim.balance(COFFEE) == 1
+    assert after(redemption).item_quantity == 1 and sim.balance(COFFEE) == 1
     assert '"amount":2' in sim.sent(REDEEM)[0]["body"]
 
 
@@ -380,7 +394,7 @@ async def test_reverse_restores_the_value_once(gl: GiftLocalProvider, sim: Sim) 
     reversal = await gl.reverse(redemption.transaction_id, location=None, idempotency_key="v")
     assert reversal.transaction_id == redemption.transaction_id
     assert reversal.gift_id == gift.gift_id and reversal.amount == 999
-    assert reversal.gift.balance == 5000 and sim.balance(FIFTY) == 5000
+    assert after(reversal).balance == 5000 and sim.balance(FIFTY) == 5000
     assert (
         f'"redemptionTransactionID":"{redemption.transaction_id}"' in sim.sent(REVERSE)[0]["body"]
     )
@@ -396,11 +410,11 @@ async def test_reverse_of_an_item_redemption_gives_the_quantity_back(
 ) -> None:
     gift = await gl.validate(COFFEE, location=None)
     redemption = await gl.redeem(gift.gift_id, quantity=3, location=None, idempotency_key="r")
-    assert not redemption.gift.is_redeemable
-    assert redemption.gift.reason is NotRedeemableReason.DEPLETED
+    assert not after(redemption).is_redeemable
+    assert after(redemption).reason is NotRedeemableReason.DEPLETED
     reversal = await gl.reverse(redemption.transaction_id, location=None, idempotency_key="v")
     assert reversal.quantity == 3 and reversal.amount is None
-    assert reversal.gift.is_redeemable and sim.balance(COFFEE) == 3
+    assert after(reversal).is_redeemable and sim.balance(COFFEE) == 3
 
 
 async def test_reverse_of_an_unknown_transaction_is_not_found(gl: GiftLocalProvider) -> None:
@@ -426,7 +440,7 @@ async def test_health_probe_accepts_the_key(gl: GiftLocalProvider, sim: Sim) -> 
     before = sim.ledger()
     ok, message = await gl.check_health()
     assert ok and "reachable" in message
-    assert sim.sent(VALIDATE)[0]["body"] == '{"voucherCode":0}'
+    assert sim.sent(VALIDATE)[0]["body"] == '{"voucherCode":"000000000000"}'
     assert sim.ledger() == before
 
 
@@ -608,7 +622,7 @@ async def test_any_sequence_of_redemptions_keeps_the_ledger_exact(
                         gift.gift_id, amount=amount, location=None, idempotency_key=str(n)
                     )
                     left -= amount
-                    assert done.amount == amount and done.gift.balance == left
+                    assert done.amount == amount and after(done).balance == left
                 else:
                     error = await refused(
                         gl.redeem(
@@ -620,3 +634,393 @@ async def test_any_sequence_of_redemptions_keeps_the_ledger_exact(
             assert server.balance(FIFTY) == left
         finally:
             await gl.aclose()
+
+
+# -- answers in the shapes the real service may use ------------------------------------------------
+# Gift Local publishes its request bodies (the "Gift Redemption - API Guidance" page) but no answer
+# body: seed 003 names four answer fields, the rest is our guess. These tests feed the smallest
+# answers the seed describes, and answers with fields nobody told us about.
+
+
+def seed_answers(sim: Sim) -> None:
+    """Have the simulator answer only what seed 003 describes (`Seed.answers`)."""
+    sim.control.post("/_sim/seed", json={**DEFAULT_SEED, "answers": "seed"}).raise_for_status()
+
+
+@OVER_BOTH
+async def test_a_validate_answer_with_only_the_seed_named_fields_validates(
+    gl: GiftLocalProvider, sim: Sim
+) -> None:
+    """Acceptance: voucher.isRedeemable, voucherEligibleValue / voucherEligibleItemQuantity and
+    voucherPresentValueDescription (plus voucherID, which redeem needs) are enough."""
+    seed_answers(sim)
+    money = await gl.validate(FIFTY, location=None)
+    assert (money.type, money.currency, money.is_redeemable) == (GiftType.MONETARY, "USD", True)
+    assert money.eligible_value == money.balance == 5000 and money.description == "$50.00 remaining"
+    assert money.gift_id == sim.ledger()["gifts"][FIFTY.code]["voucher_id"]
+    items = await gl.validate(COFFEE, location=None)
+    assert (items.type, items.eligible_quantity, items.item_quantity) == (GiftType.ITEM, 3, 3)
+    expired = await gl.validate(EXPIRED, location=None)
+    assert not expired.is_redeemable and expired.eligible_value == 0
+    assert expired.balance is None and "expired on" in expired.description
+
+
+@OVER_BOTH
+async def test_a_redeem_answered_without_an_amount_redeemed_the_amount_asked(
+    gl: GiftLocalProvider, sim: Sim
+) -> None:
+    seed_answers(sim)
+    gift = await gl.validate(FIFTY, location=None)
+    redemption = await gl.redeem(gift.gift_id, amount=1250, location=None, idempotency_key="r")
+    assert redemption.amount == 1250 and redemption.gift_id == gift.gift_id
+    assert redemption.transaction_id in sim.ledger()["redemptions"]
+    assert after(redemption).eligible_value == 3750 and sim.balance(FIFTY) == 3750
+
+
+@OVER_BOTH
+async def test_a_reversal_answered_with_the_transaction_record_alone_is_reversed(
+    gl: GiftLocalProvider, sim: Sim
+) -> None:
+    """Acceptance: seed 003's reversal answer is "Redemption transaction record data"."""
+    seed_answers(sim)
+    gift = await gl.validate(FIFTY, location=None)
+    redemption = await gl.redeem(gift.gift_id, amount=1250, location=None, idempotency_key="r")
+    reversal = await gl.reverse(redemption.transaction_id, location=None, idempotency_key="v")
+    assert reversal.transaction_id == redemption.transaction_id and reversal.gift is None
+    assert reversal.gift_id == gift.gift_id and reversal.amount == 1250
+    assert sim.balance(FIFTY) == 5000
+    assert sim.ledger()["redemptions"][redemption.transaction_id]["reversed"]
+
+
+TX = "5f0c8a52-9d3e-4b1a-8c77-2e6f4a1b9d10"
+GIFT_ID = "8c1e0c4e-1111-4000-8000-000000000001"
+SEED_GIFT: Json = {
+    "voucher": {"voucherID": GIFT_ID, "isRedeemable": True},
+    "voucherEligibleValue": 25.5,
+    "voucherEligibleItemQuantity": 0,
+    "voucherPresentValueDescription": "$25.50 available",
+}
+
+
+@contextmanager
+def answering(tmp_path: Path, *answers: Json | httpx.Response, **extra: Any) -> Iterator[Fed]:
+    """An adapter whose HTTP calls get `answers` in turn (a JSON body with 200 unless a whole
+    response is given): the shapes no simulator of ours would invent."""
+    queue = list(answers)
+    fed = Fed(provider=None, sent=[])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fed.sent.append(json.loads(request.content))
+        given = queue.pop(0)
+        return given if isinstance(given, httpx.Response) else httpx.Response(200, json=given)
+
+    fed.provider = GiftLocalProvider(
+        settings("https://giftlocal.test", key_file(tmp_path), **extra),
+        transport=httpx.MockTransport(answer),
+    )
+    yield fed
+
+
+@dataclass
+class Fed:
+    provider: GiftLocalProvider | None
+    sent: list[Json]
+
+    @property
+    def gl(self) -> GiftLocalProvider:
+        assert self.provider is not None
+        return self.provider
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(SEED_GIFT, id="seed-named-fields-only"),
+        pytest.param(
+            {
+                "voucher": {
+                    **SEED_GIFT["voucher"],
+                    **{k: v for k, v in SEED_GIFT.items() if k != "voucher"},
+                }
+            },
+            id="all-inside-voucher",
+        ),
+        pytest.param(
+            {
+                **SEED_GIFT,
+                "voucher": {**SEED_GIFT["voucher"], "voucherCategory": {"id": 7}, "tags": []},
+                "apiVersion": "2.3",
+                "links": [{"rel": "self"}],
+            },
+            id="unknown-fields",
+        ),
+        pytest.param(
+            {
+                **SEED_GIFT,
+                "voucher": {
+                    **SEED_GIFT["voucher"],
+                    "voucherType": 1,
+                    "remainingValue": "lots",
+                    "currencyCode": "dollars",
+                    "validFrom": "soon",
+                    "senderName": {"first": "Ana"},
+                },
+            },
+            id="guessed-fields-in-other-forms",
+        ),
+        pytest.param(
+            {**SEED_GIFT, "voucher": {**SEED_GIFT["voucher"], "voucherType": "Item"}},
+            id="guessed-type-disagrees-with-the-seed-rule",
+        ),
+    ],
+)
+async def test_validate_reads_the_seed_fields_whatever_else_comes(
+    tmp_path: Path, answer: Json
+) -> None:
+    with answering(tmp_path, answer) as fed:
+        gift = await fed.gl.validate(FIFTY, location=None)
+        await fed.gl.aclose()
+    assert (gift.gift_id, gift.type, gift.currency) == (GIFT_ID, GiftType.MONETARY, "USD")
+    assert gift.is_redeemable and gift.eligible_value == gift.balance == 2550
+    assert gift.description == "$25.50 available" and gift.sender is None
+
+
+async def test_fields_the_adapter_does_not_know_are_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = {
+        **SEED_GIFT,
+        "promotionTerms": "Mon-Fri",
+        "voucher": {**SEED_GIFT["voucher"], "pin": 1},
+    }
+    with answering(tmp_path, answer, answer) as fed, caplog.at_level("INFO"):
+        await fed.gl.validate(FIFTY, location=None)
+        await fed.gl.validate(FIFTY, location=None)
+        await fed.gl.aclose()
+    noted = [r.getMessage() for r in caplog.records if "ignored fields" in r.getMessage()]
+    assert noted == ["Gift Local gift: ignored fields pin, promotionTerms"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ({**SEED_GIFT, "voucher": {"voucherID": GIFT_ID}}, "isRedeemable"),
+        ({**SEED_GIFT, "voucherEligibleItemQuantity": 2}, "both"),
+        ([SEED_GIFT], "isRedeemable"),
+    ],
+)
+async def test_a_validate_answer_without_what_the_seed_promises_is_unavailable(
+    tmp_path: Path, answer: Json, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with answering(tmp_path, answer) as fed:
+        error = await refused(fed.gl.validate(FIFTY, location=None))
+        await fed.gl.aclose()
+    assert error.code is ErrorCode.PROVIDER_UNAVAILABLE
+    assert why in caplog.text
+
+
+async def test_a_gift_without_a_voucher_id_shows_but_is_not_redeemed(tmp_path: Path) -> None:
+    """Redeem needs the voucherID validate gives (public guidance page); without it the gift is
+    shown, and a redeem is refused before anything is sent."""
+    answer = {**SEED_GIFT, "voucher": {"isRedeemable": True}}
+    with answering(tmp_path, answer) as fed:
+        gift = await fed.gl.validate(FIFTY, location=None)
+        error = await refused(
+            fed.gl.redeem(gift.gift_id, amount=100, location=None, idempotency_key="k")
+        )
+        await fed.gl.aclose()
+    assert gift.is_redeemable and gift.eligible_value == 2550
+    assert error.code is ErrorCode.NOT_REDEEMABLE and "voucherID" in error.message
+    assert len(fed.sent) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"redemptionTransaction": {"redemptionTransactionID": TX}}, id="id-only"),
+        pytest.param({"redemptionTransactionID": TX}, id="id-at-top-level"),
+        pytest.param(
+            {**SEED_GIFT, "redemptionTransaction": {"redemptionTransactionID": TX, "fee": 0}},
+            id="gift-and-id-and-unknown",
+        ),
+        pytest.param(
+            {"redemptionTransaction": {"redemptionTransactionID": TX, "amount": "12.50"}},
+            id="amount-as-text",
+        ),
+    ],
+)
+async def test_a_redeem_answer_with_its_transaction_id_is_a_redemption(
+    tmp_path: Path, answer: Json
+) -> None:
+    with answering(tmp_path, SEED_GIFT, answer) as fed:
+        await fed.gl.validate(FIFTY, location=None)
+        redemption = await fed.gl.redeem(GIFT_ID, amount=1250, location=None, idempotency_key="k")
+        await fed.gl.aclose()
+    assert (redemption.transaction_id, redemption.gift_id, redemption.amount) == (TX, GIFT_ID, 1250)
+    assert fed.sent[1] == {"voucherID": GIFT_ID, "amount": 12.5}
+
+
+async def test_a_redeem_answer_names_the_amount_gift_local_took(tmp_path: Path) -> None:
+    answer = {**SEED_GIFT, "redemptionTransaction": {"redemptionTransactionID": 42, "amount": 10}}
+    with answering(tmp_path, SEED_GIFT, answer) as fed:
+        await fed.gl.validate(FIFTY, location=None)
+        redemption = await fed.gl.redeem(GIFT_ID, amount=1250, location=None, idempotency_key="k")
+        await fed.gl.aclose()
+    assert (redemption.transaction_id, redemption.amount) == ("42", 1000)
+
+
+async def test_a_redeem_answer_without_a_transaction_id_is_unknown_outcome(tmp_path: Path) -> None:
+    """Applied, but the lane could never reverse it: the gift flow settles it by the balance."""
+    with answering(tmp_path, SEED_GIFT) as fed:
+        error = await refused(
+            fed.gl.redeem(GIFT_ID, amount=100, location=None, idempotency_key="k")
+        )
+        await fed.gl.aclose()
+    assert error.code is ErrorCode.UNKNOWN_OUTCOME and "transaction id" in error.message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"redemptionTransactionID": TX, "isReversed": True}, id="record"),
+        pytest.param({"redemptionTransaction": {"redemptionTransactionID": TX}}, id="nested"),
+        pytest.param({}, id="empty-object"),
+        pytest.param(httpx.Response(204), id="no-content"),
+        pytest.param(httpx.Response(200, text="OK"), id="not-json"),
+        pytest.param({"result": {"state": "Reversed"}, "traceId": "x"}, id="unknown-only"),
+    ],
+)
+async def test_a_reversal_answered_2xx_is_reversed_whatever_its_body(
+    tmp_path: Path, answer: Json | httpx.Response
+) -> None:
+    with answering(tmp_path, answer) as fed:
+        reversal = await fed.gl.reverse(TX, location=None, idempotency_key="k")
+        await fed.gl.aclose()
+    assert reversal.transaction_id == TX and reversal.gift is None
+    assert fed.sent == [{"redemptionTransactionID": TX}]
+
+
+# Any JSON a provider could send: the decoders' inputs.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+UNKNOWN_NAMES = st.from_regex(r"zz[A-Za-z]{0,8}", fullmatch=True)
+
+
+@settings_for_http
+@given(
+    top=st.dictionaries(UNKNOWN_NAMES, JSON_VALUES, max_size=4),
+    inner=st.dictionaries(UNKNOWN_NAMES, JSON_VALUES, max_size=4),
+)
+async def test_unknown_fields_never_change_what_a_seed_answer_says(
+    tmp_path_factory: pytest.TempPathFactory, top: Json, inner: Json
+) -> None:
+    answer = {**SEED_GIFT, **top, "voucher": {**SEED_GIFT["voucher"], **inner}}
+    with answering(tmp_path_factory.mktemp("k"), SEED_GIFT, answer) as fed:
+        plain = await fed.gl.validate(FIFTY, location=None)
+        noisy = await fed.gl.validate(FIFTY, location=None)
+        await fed.gl.aclose()
+    assert noisy == plain
+
+
+@settings_for_http
+@given(body=JSON_VALUES)
+async def test_any_answer_to_a_write_that_succeeded_is_never_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, body: Json
+) -> None:
+    """Decoders: any 2xx JSON is a gift or `provider_unavailable` (validate), a redemption or
+    `unknown_outcome` (redeem without an id), and always a reversal."""
+    with answering(tmp_path_factory.mktemp("k"), body, body, body) as fed:
+        validated = await failure(fed.gl.validate(FIFTY, location=None))
+        assert validated in (None, ErrorCode.PROVIDER_UNAVAILABLE)
+        redeemed = await failure(
+            fed.gl.redeem(GIFT_ID, amount=100, location=None, idempotency_key="k")
+        )
+        assert redeemed in (None, ErrorCode.UNKNOWN_OUTCOME)
+        assert (await fed.gl.reverse(TX, location=None, idempotency_key="v")).transaction_id == TX
+        await fed.gl.aclose()
+
+
+# -- the optional inputs: POS ticket data and validation options ----------------------------------
+
+TICKET = OrderSnapshot(
+    order_id="A1",
+    lines=[
+        OrderLine(id="1", name="Latte", quantity=2, amount=950, sku="0001"),
+        OrderLine(id="2", name="Bagel", quantity=1, amount=300),
+    ],
+    subtotal=1250,
+    tax=100,
+    total=1350,
+    currency="USD",
+)
+
+
+async def test_validate_sends_the_open_order_as_the_pos_ticket(
+    gl: GiftLocalProvider, sim: Sim
+) -> None:
+    gift = await gl.validate(LEADING_ZERO, location=None, ticket=TICKET)
+    assert gift.balance == 3000
+    body = json.loads(sim.sent(VALIDATE)[0]["body"])
+    assert body["voucherCode"] == "012345678901"
+    assert body[TICKET_FIELD] == {
+        "ticketID": "A1",
+        "currencyCode": "USD",
+        "subtotal": 12.5,
+        "tax": 1,
+        "total": 13.5,
+        "items": [
+            {"lineID": "1", "description": "Latte", "sku": "0001", "quantity": 2, "amount": 9.5},
+            {"lineID": "2", "description": "Bagel", "quantity": 1, "amount": 3},
+        ],
+    }
+
+
+async def test_validation_options_go_with_validate_and_redeem_only(make: Make, sim: Sim) -> None:
+    options = {"checkTerms": True, "channel": "pos", "level": 2}
+    gl = make(validation_options=options)
+    gift = await gl.validate(FIFTY, location=None)
+    redemption = await gl.redeem(gift.gift_id, amount=100, location=None, idempotency_key="r")
+    await gl.reverse(redemption.transaction_id, location=None, idempotency_key="v")
+    await gl.check_health()
+    bodies = {p: [json.loads(r["body"]) for r in sim.sent(p)] for p in (VALIDATE, REDEEM, REVERSE)}
+    validate, probe = bodies[VALIDATE]
+    assert validate[VALIDATION_OPTIONS_FIELD] == options
+    assert bodies[REDEEM][0][VALIDATION_OPTIONS_FIELD] == options
+    assert VALIDATION_OPTIONS_FIELD not in bodies[REVERSE][0]
+    assert VALIDATION_OPTIONS_FIELD not in probe
+
+
+class Documented(GiftLocalSimulator):
+    """Refuses what the public guidance page does not show: a code as text, a ticket."""
+
+    def validate(self, request: Request) -> Response:
+        body = json.loads(request.body)
+        if isinstance(body.get("voucherCode"), str) or TICKET_FIELD in body:
+            raise ApiError(
+                400, {"message": "The request is invalid.", "errorCode": "ValidationFailed"}
+            )
+        return super().validate(request)
+
+
+async def test_a_service_refusing_our_guesses_gets_the_documented_form(tmp_path: Path) -> None:
+    with running(Documented()) as strict:
+        gl = GiftLocalProvider(settings(strict.url, key_file(tmp_path)), transport=strict.transport)
+        first = await gl.validate(LEADING_ZERO, location=None, ticket=TICKET)
+        again = await gl.validate(FIFTY, location=None, ticket=TICKET)
+        await gl.aclose()
+        bodies = [json.loads(r["body"]) for r in strict.sent(VALIDATE)]
+    assert (first.balance, again.balance) == (3000, 5000)
+    assert bodies == [
+        {"voucherCode": "012345678901", TICKET_FIELD: bodies[0][TICKET_FIELD]},
+        {"voucherCode": 12345678901},  # the service proved it reads the code as a number
+        {"voucherCode": 100000000001},  # kept: no second refusal per call
+    ]

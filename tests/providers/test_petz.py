@@ -5,7 +5,7 @@ tests marked OVER_BOTH or OVER_LOOPBACK also run over real loopback HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -413,7 +413,7 @@ async def test_a_dropped_order_update_is_safe_to_resend(
 
 class ChangedAnswers(PetzSimulator):
     """A PETZ that applies each request as usual and then answers in a shape the adapter does
-    not know: a capture without its fields, a wallet coupon with neither value."""
+    not know: a capture without its id, a wallet coupon with neither value."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -431,18 +431,83 @@ class ChangedAnswers(PetzSimulator):
         return answer
 
 
-async def test_unreadable_answers_to_a_write_are_unknown_outcomes(tmp_path: Path) -> None:
+async def test_an_odd_wallet_coupon_is_left_out_and_a_capture_without_its_id_is_unknown(
+    tmp_path: Path,
+) -> None:
     with served(ChangedAnswers()) as running:
         petz = PetzCouponProvider(settings(running, tmp_path), transport=running.transport)
         order = snapshot()
-        await fails(
-            ErrorCode.PROVIDER_UNAVAILABLE,
-            petz.set_customer(PHONE, order=order, device_ref=LANE),
-        )
+        customer = await petz.set_customer(PHONE, order=order, device_ref=LANE)
+        assert customer.consumer_id == "c_1001"
+        assert "cpn_kibble2" not in [c.coupon_id for c in customer.wallet]
         auth = await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
         await fails(ErrorCode.UNKNOWN_OUTCOME, petz.capture(auth, order=order, device_ref=LANE))
         assert len(running.ledger()["redemptions"]) == 2
         await petz.aclose()
+
+
+class TrimmedAnswers(PetzSimulator):
+    """A PETZ answering with only the one identifier each answer needs (seed 001's
+    `consumer_id`; `auth_id`, `capture_id`), or with every field plus names never seen."""
+
+    def __init__(self, extra: bool) -> None:
+        super().__init__()
+        self.extra = extra
+        for path, handler in (
+            ("/posface/customer/set/", self.customer_set),
+            ("/posface/order/set/", self.order_set),
+            ("/posface/auth/create/", self.auth_create),
+            ("/posface/auth/capture/", self.auth_capture),
+        ):
+            self.route("POST", path, self.changed(handler))
+        self.routes[:0] = self.routes[-4:]
+
+    def changed(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def answer(request: Request) -> Response:
+            body = handler(request).body
+            if self.extra:
+                body = {**body, "apiVersion": "9", "links": {"self": "/x"}}
+            else:  # the first of these the answer has, alone
+                ids = [k for k in ("capture_id", "auth_id", "consumer_id") if k in body]
+                body = {ids[0]: body[ids[0]]} if ids else {}
+            return Response(200, body)
+
+        return answer
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["minimal", "extra-fields"])
+async def test_minimal_and_extra_field_answers_never_end_in_unknown_outcome(
+    tmp_path: Path, extra: bool
+) -> None:
+    with served(TrimmedAnswers(extra)) as running:
+        petz = PetzCouponProvider(settings(running, tmp_path), transport=running.transport)
+        order = snapshot()
+        customer = await petz.set_customer(PHONE, order=order, device_ref=LANE)
+        assert customer.consumer_id == "c_1001"
+        auth = await petz.authorize(order, device_ref=LANE, consumer_id="c_1001")
+        assert auth.consumer_id == "c_1001" and auth.auth_id
+        capture = await petz.capture(auth, order=order, device_ref=LANE)
+        assert capture.auth_id == auth.auth_id and capture.capture_id
+        # What the minimal answer leaves out is what was authorized.
+        assert capture.total_discount == auth.total_discount
+        assert capture.coupon_ids == [d.coupon_id for d in auth.applied]
+        await petz.aclose()
+
+
+async def test_diag_finds_a_wrong_order_path(tmp_path: Path, sim: Served) -> None:
+    """Every endpoint is tried with an empty body: 400 where the path exists, 404 where not."""
+    wrong = settings(sim, tmp_path, order_path="/posface/orders/set/")
+    petz = PetzCouponProvider(wrong, transport=sim.transport)
+    checks = await petz.check_endpoints()
+    assert [(c.path, c.ok) for c in checks] == [
+        ("/posface/customer/set/", True),
+        ("/posface/orders/set/", False),
+        ("/posface/auth/create/", True),
+        ("/posface/auth/capture/", True),
+    ]
+    assert "no such endpoint" in checks[1].detail
+    assert sim.ledger()["authorizations"] == {} and sim.ledger()["redemptions"] == []
+    await petz.aclose()
 
 
 # -- wire format properties ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypedDict
@@ -24,6 +24,7 @@ from agent.providers import punchh_key
 from agent.providers.loyalty import (
     Guest,
     LoyaltyProvider,
+    NewGuest,
     RedemptionLine,
     RedemptionOutcome,
     Selection,
@@ -35,12 +36,15 @@ from agent.providers.punchh import (
     from_amount,
     line_items,
     menu_items,
+    numeric_id,
     to_amount,
 )
 from agent.providers.settings import PunchhSettings
-from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, PunchhSimulator
+from agent.tokens import mask
+from simulators.punchh import BUSINESS_KEY, LOCATION_KEY, OAUTH_CLIENT, PunchhSimulator
 from simulators.server import Request, Response
-from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Served, served
+from tests.contracts import exchange_violations, violations
+from tests.served import OVER_BOTH, OVER_LOOPBACK, Carrier, Json, Served, served
 
 WHEN = datetime(2025, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=-5)))
 ORDER = OrderSnapshot(
@@ -67,10 +71,27 @@ R2_FIELDS = [
 ]
 
 
+class Contracted(PunchhSimulator):
+    """The simulator, checking every request it is sent and every 2xx answer it gives against
+    the schemas written from Punchh's public spec (tests/contracts/punchh)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.violations: list[str] = []
+
+    def dispatch(self, request: Request) -> Response:
+        response = super().dispatch(request)
+        if response.status != 404:
+            self.violations += exchange_violations("punchh", request, response)
+        return response
+
+
 @pytest.fixture
 def sim(carrier: Carrier) -> Iterator[Served]:
-    with served(PunchhSimulator(), carrier) as running:
+    contracted = Contracted()
+    with served(contracted, carrier) as running:
         yield running
+    assert contracted.violations == []
 
 
 def settings(
@@ -120,6 +141,30 @@ async def committed(
     tx = transaction("uid-1", "000000000001", "T1")
     await punchh.redeem_query(guest, ORDER, receipt_datetime=WHEN, **tx)
     return guest, await punchh.redeem_commit(guest, ORDER, receipt_datetime=WHEN, **tx)
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "found"),
+    [
+        ("/api/pos/checkins", {"transaction_no": "A-1001"}, "/transaction_no: 'A-1001'"),
+        ("/api/pos/checkins", {"amount": 6.5}, "'amount' was unexpected"),
+        ("/api/pos/checkins", {"revenue_id": None}, "'revenue_id' is a required property"),
+        ("/api/pos/batch_redemptions", {"query": False}, "/query: True was expected"),
+        ("/receipt_details", {"punchh_key": "1"}, "/punchh_key: '1' does not match"),
+    ],
+)
+async def test_the_contracts_refuse_what_the_spec_does_not_allow(
+    sim: Served, punchh: PunchhLoyaltyProvider, path: str, change: Json, found: str
+) -> None:
+    """The schemas are not vacuous: each of these was in the adapter's requests before."""
+    await committed(punchh, Selection("reward", "7001"))
+    tx = transaction("uid-1", "000000000001", "T1")
+    await punchh.checkin(ANA, ORDER, **tx)
+    await punchh.receipt_details(ORDER, receipt_key="000000000001", transaction_no="T1")
+    (request, *_) = sim.sent(path)
+    body = {k: v for k, v in {**json.loads(request["body"]), **change}.items() if v is not None}
+    errors = violations("punchh", "POST", path, "request", body)
+    assert any(found in error for error in errors), errors
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -209,24 +254,22 @@ async def test_receipt_key_reads_the_short_key_once(
     assert first == await punchh.receipt_key("A-1001") != await punchh.receipt_key("A-1002")
     assert len(first) == 12 and first.isdigit()
     assert len(sim.sent("/api/pos/locations/configuration")) == 1
-    assert (int(first) >> 4) & 0x1FFF == 6624  # the provisional layout's iBits
-
-
-async def test_the_key_algorithm_is_pluggable(
-    punchh: PunchhLoyaltyProvider, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def par(check_id: str, short_key: int) -> str:
-        return f"{short_key:04d}{len(check_id):08d}"
-
-    monkeypatch.setattr(punchh_key, "KEY_GENERATOR", par)
-    assert await punchh.receipt_key("A-1001") == "662400000006"
+    assert punchh_key.decode(first).short_key == 6624  # the simulated location's
 
 
 async def test_a_configured_short_key_needs_no_call(sim: Served, tmp_path: Path) -> None:
     provider = PunchhLoyaltyProvider(settings(sim, tmp_path, short_key=42), transport=sim.transport)
-    assert (int(await provider.receipt_key("A-1001")) >> 4) & 0x1FFF == 42
+    assert punchh_key.decode(await provider.receipt_key("A-1001")).short_key == 42
     assert sim.sent("/api/pos/locations/configuration") == []
     await provider.aclose()
+
+
+async def test_receipt_barcode_is_the_key_and_its_parity_digit(
+    punchh: PunchhLoyaltyProvider,
+) -> None:
+    key = await punchh.receipt_key("A-1001")
+    barcode = punchh.receipt_barcode(key)
+    assert barcode[:12] == key and punchh_key.from_barcode(barcode)[0] == key
 
 
 # -- guest look-up ----------------------------------------------------------------------------
@@ -318,7 +361,7 @@ async def test_identify_lookup_select_query_commit_checkin_receipt(
 
     result = await punchh.checkin(ANA, ORDER, discounts=commit.success, receipt_datetime=WHEN, **tx)
     assert result.points_earned == 8  # 14.00 - 5.50 = 8.50 earns 8
-    assert result.guest.points_balance == 248
+    assert result.guest is not None and result.guest.points_balance == 248
     await punchh.receipt_details(
         ORDER, receipt_key=key, transaction_no="T1", discounts=commit.success, receipt_datetime=WHEN
     )
@@ -359,12 +402,15 @@ async def test_check_in_and_receipt_describe_a_balanced_check(
     assert [
         (i["menu_item_type"], i["item_amount"], i["menu_item_id"]) for i in body["menu_items"]
     ] == [
-        ("M", 10.0, 101),
-        ("M", 4.0, 2),
-        ("D", 3.5, 7001),
-        ("T", 1.12, 0),
-        ("P", 11.62, 0),
+        ("M", 10.0, "101"),
+        ("M", 4.0, "2"),
+        ("D", 3.5, "7001"),
+        ("T", 1.12, "0"),
+        ("P", 11.62, "0"),
     ]
+    # The public spec's check-in: revenue_id/revenue_code, an integer transaction_no, no amount.
+    assert (body["revenue_id"], body["revenue_code"]) == ("2", "To Go")
+    assert body["transaction_no"] == numeric_id("T1") and "amount" not in body
 
 
 async def test_an_unbalanced_order_is_refused_before_anything_is_sent(
@@ -407,28 +453,157 @@ async def test_a_store_discount_line_is_left_out_of_r2_and_is_a_d_line_at_check_
     ]
 
 
+# -- tolerant reading: what the real service may answer -----------------------------------------
+
+Reshape = dict[str, Any]  # path -> (answer -> answer)
+
+
+class Reshaped(Contracted):
+    """The simulator (its own answers still checked against the contracts), with the answers on
+    some paths rewritten after the request was applied."""
+
+    def __init__(self, reshape: Reshape) -> None:
+        super().__init__()
+        self.reshape = reshape
+
+    def dispatch(self, request: Request) -> Response:
+        response = super().dispatch(request)
+        rewrite = self.reshape.get(request.path)
+        if rewrite is None or not 200 <= response.status < 300:
+            return response
+        return Response(response.status, rewrite(response.body))
+
+
+async def seed_workflow(provider: PunchhLoyaltyProvider) -> tuple[Any, ...]:
+    """Identify, look up, select, query, commit, check in and store the receipt; what the
+    adapter made of each answer."""
+    guest = await provider.find_guest(*ANA)
+    key = await provider.receipt_key(ORDER.order_id)
+    offers = await provider.lookup_discounts(guest, ORDER, external_uid="uid-1", receipt_key=key)
+    basket = await provider.select(guest, [Selection("reward", "7001")], external_uid="uid-1")
+    tx = transaction("uid-1", key, "T1")
+    query = await provider.redeem_query(guest, ORDER, receipt_datetime=WHEN, **tx)
+    commit = await provider.redeem_commit(guest, ORDER, receipt_datetime=WHEN, **tx)
+    checkin = await provider.checkin(ANA, ORDER, discounts=commit.success, **tx)
+    await provider.receipt_details(ORDER, receipt_key=key, transaction_no="T1")
+    return guest, offers, basket, query, commit, checkin
+
+
+async def run_reshaped(reshape: Reshape, tmp_path: Path) -> tuple[tuple[Any, ...], Json]:
+    simulator = Reshaped(reshape)
+    with served(simulator) as running:
+        provider = PunchhLoyaltyProvider(settings(running, tmp_path), transport=running.transport)
+        result = await seed_workflow(provider)
+        await provider.aclose()
+        ledger = running.ledger()
+    assert simulator.violations == []
+    return result, ledger
+
+
+def _with_extras(value: Json) -> Json:
+    """Every object of an answer with fields no spec names, nested ones included."""
+    if isinstance(value, dict):
+        return {**{k: _with_extras(v) for k, v in value.items()}, "x_new": {"deep": [1, "a"]}}
+    if isinstance(value, list):
+        return [_with_extras(v) for v in value]
+    return value
+
+
+def _as_published(discount: Json) -> Json:
+    """A discount entry in the shape of the R2 spec's examples: numeric ids, nulls for what does
+    not apply, the detail object carrying more than a name (or, unselected, an empty list)."""
+    details = discount.get("discount_details")
+    digits = str(discount.get("discount_id") or "")
+    return {
+        **discount,
+        "discount_id": int(digits) if digits.isdigit() else discount.get("discount_id"),
+        "redemption_type": "Redemption",
+        "discount_value": None,
+        "remaining_balance": None,
+        "meta_data": None,
+        "message": discount.get("message") or None,
+        "discount_details": []
+        if "discount_basket_item_id" not in discount
+        else {**details, "image": "IMAGE_URL", "points": 0, "description": "", "created_at": "x"},
+    }
+
+
+def _published_lists(*names: str) -> Any:
+    return lambda body: {**body, **{n: [_as_published(d) for d in body[n]] for n in names}}
+
+
+PUBLISHED: Reshape = {
+    "/api/pos/locations/configuration": lambda body: {
+        k: v if isinstance(v, bool) else str(v) for k, v in body.items()
+    },
+    "/api/pos/discounts/lookup": _published_lists("selected_discounts", "unselected_discounts"),
+    "/api/pos/batch_redemptions": _published_lists("success", "failures"),
+}
+MINIMAL: Reshape = {
+    "/api/pos/users/search": lambda body: {"id": body["id"]},
+    "/api/pos/discounts/lookup": lambda body: {},
+    "/api/pos/discounts/select": lambda body: {},
+    "/api/pos/batch_redemptions": lambda body: {},
+    "/api/pos/checkins": lambda body: {},
+}
+
+
+async def test_answers_in_the_public_examples_shapes_read_as_the_simulators(
+    tmp_path: Path,
+) -> None:
+    plain, plain_ledger = await run_reshaped({}, tmp_path)
+    published, ledger = await run_reshaped(PUBLISHED, tmp_path)
+    assert published[2:] == plain[2:] and ledger == plain_ledger
+    # An unselected discount's details come as [] in the spec's example: named by its type.
+    offers, plain_offers = published[1], plain[1]
+    assert [o.model_copy(update={"name": ""}) for o in offers] == [
+        o.model_copy(update={"name": ""}) for o in plain_offers
+    ]
+    assert [o.name for o in offers] == [o.discount_type for o in offers]
+
+
+async def test_unknown_fields_anywhere_are_ignored(tmp_path: Path) -> None:
+    plain, _ = await run_reshaped({}, tmp_path)
+    extras = {path: _with_extras for path in ["/api/pos/users/search", *PUBLISHED, *MINIMAL]}
+    assert (await run_reshaped(extras, tmp_path))[0] == plain
+
+
+async def test_minimal_answers_never_end_a_success_in_unknown_outcome(tmp_path: Path) -> None:
+    result, ledger = await run_reshaped(MINIMAL, tmp_path)
+    guest, offers, basket, query, commit, checkin = result
+    assert (guest.user_id, guest.rewards, offers) == ("101", [], [])
+    assert (basket.locked, basket.items) == (True, [])
+    assert (query.committed, commit.committed, commit.success) == (False, True, [])
+    assert (checkin.guest, checkin.points_earned) == (None, None)
+    # Everything was applied at the service all the same.
+    assert ledger["guests"]["101"]["rewards"] == [] and len(ledger["checkins"]) == 1
+
+
 class Garbled(PunchhSimulator):
-    """Answers in shapes the adapter cannot read; the check-in is applied first."""
+    """Answers the adapter cannot read: a location without a short key, a check-in answered with
+    a list (applied first), a guest without an id."""
 
     def location_configuration(self, request: Request) -> Response:
-        return Response(200, {"short_key": "lots"})
+        return Response(200, {"location_name": "Garbled", "short_key": "lots"})
 
     def checkin(self, request: Request) -> Response:
         super().checkin(request)
         return Response(200, ["ok"])
 
+    def search(self, request: Request) -> Response:
+        return Response(200, {"first_name": "Ana"})
 
-async def test_an_unreadable_answer_is_unavailable_or_for_a_write_unknown(
-    tmp_path: Path,
-) -> None:
+
+async def test_only_a_missing_identifier_makes_an_answer_unreadable(tmp_path: Path) -> None:
     with served(Garbled()) as garbled:
         provider = PunchhLoyaltyProvider(settings(garbled, tmp_path), transport=garbled.transport)
-        ok, message = await provider.check_health()
-        assert not ok and "cannot read" in message
-        error = await refused(
-            provider.checkin(ANA, ORDER, **transaction("uid-1", "000000000001", "T1"))
-        )
-        assert error.code == ErrorCode.UNKNOWN_OUTCOME
+        assert await provider.check_health() == (True, "Punchh location Garbled answers")
+        no_key = await refused(provider.receipt_key("A-1"))
+        assert no_key.code == ErrorCode.NOT_CONFIGURED and "short_key" in no_key.message
+        no_id = await refused(provider.find_guest(*ANA))
+        assert no_id.code == ErrorCode.PROVIDER_UNAVAILABLE
+        earned = await provider.checkin(ANA, ORDER, **transaction("uid-1", "000000000001", "T1"))
+        assert (earned.guest, earned.points_earned) == (None, None)
         assert len(garbled.ledger()["checkins"]) == 1
         await provider.aclose()
 
@@ -655,6 +830,7 @@ async def test_a_check_in_dropped_after_apply_earns_once(
     error = await refused(punchh.checkin(ANA, ORDER, **tx))
     assert error.code == ErrorCode.UNKNOWN_OUTCOME
     result = await punchh.checkin(ANA, ORDER, **tx)
+    assert result.guest is not None
     assert (result.points_earned, result.guest.points_balance) == (14, 254)
     assert len(sim.ledger()["checkins"]) == 1
 
@@ -736,3 +912,105 @@ def test_menu_items_always_balance(order: OrderSnapshot, amounts: list[int]) -> 
 def test_amounts_round_trip_exactly(minor: int, decimals: int) -> None:
     wire = to_amount(minor, decimals)
     assert from_amount(Decimal(str(wire)), decimals) == minor
+
+
+# -- identify: one-time passwords and sign-up (seed 002, step 5) --------------------------------
+
+
+@pytest.fixture
+async def identify(sim: Served, tmp_path: Path) -> AsyncIterator[PunchhLoyaltyProvider]:
+    provider = PunchhLoyaltyProvider(
+        settings(sim, tmp_path, oauth_client=OAUTH_CLIENT),
+        transport=sim.transport,
+        device_id="s1-l1",
+    )
+    yield provider
+    await provider.aclose()
+
+
+async def test_a_password_goes_out_with_a_pkce_challenge_and_proves_the_guest(
+    identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    challenge = await identify.send_otp("phone", "5550100001")
+    assert (challenge.channel, challenge.value) == ("sms", "5550100001")
+    (message,) = sim.ledger()["otp_outbox"]
+    wrong = await refused(identify.verify_otp(challenge, "x" + message["code"][1:]))
+    assert wrong.code is ErrorCode.INVALID_REQUEST  # the cashier's to read, not configuration
+    guest = await identify.verify_otp(challenge, message["code"])
+    assert guest.user_id == "101"
+    (sent, verify) = [json.loads(r["body"]) for r in sim.sent() if "password_less" in r["path"]][:2]
+    assert (sent["phone_ext"], sent["phone_number"], sent["code_challenge_method"]) == (
+        "+1",
+        "5550100001",
+        "S256",
+    )
+    assert "code_verifier" not in sent and verify["code_verifier"] == challenge.verifier
+    headers = [r["headers"] for r in sim.sent() if "password_less" in r["path"]]
+    assert {h["punchh-app-device-id"] for h in headers} == {"s1-l1"}
+
+
+async def test_a_verified_email_nobody_has_is_a_new_guest(
+    identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    challenge = await identify.send_otp("email", "New.Guest@Example.com")
+    (message,) = sim.ledger()["otp_outbox"]
+    assert (challenge.channel, message["to"]) == ("email", "new.guest@example.com")
+    guest = await identify.verify_otp(challenge, message["code"])
+    assert guest.user_id in sim.ledger()["guests"] and guest.email_masked is not None
+
+
+async def test_passwords_need_the_oauth_client_and_a_phone_or_email(
+    punchh: PunchhLoyaltyProvider, identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    assert (await refused(punchh.send_otp("phone", "5550100001"))).code is ErrorCode.NOT_CONFIGURED
+    assert (await refused(identify.send_otp("loyalty_card", "6000000000000001"))).code is (
+        ErrorCode.INVALID_REQUEST
+    )
+    assert sim.ledger()["otp_outbox"] == []
+
+
+async def test_sign_up_sends_the_spec_fields_and_reads_the_new_guest(
+    identify: PunchhLoyaltyProvider, sim: Served
+) -> None:
+    new = NewGuest(
+        phone="5550177777",
+        email="Kai@Example.com",
+        first_name="Kai",
+        birthday=date(1990, 4, 1),
+        terms_and_conditions=True,
+    )
+    guest = await identify.sign_up(new)
+    assert (guest.first_name, guest.phone_masked) == ("Kai", mask("5550177777"))
+    (request,) = sim.sent("/api/pos/users")
+    assert json.loads(request["body"]) == {
+        "phone": "5550177777",
+        "email": "kai@example.com",
+        "first_name": "Kai",
+        "birthday": "1990-04-01",
+        "signup_channel": "POS",
+        "terms_and_conditions": True,
+        "send_compliance_sms": False,
+    }
+    taken = await refused(identify.sign_up(new))
+    assert (taken.code, taken.message) == (
+        ErrorCode.INVALID_REQUEST,
+        "Phone has already been taken",
+    )
+
+
+class BareSignUp(Contracted):
+    """Create New User answered 200 with extra fields and no readable id (the spec's example
+    shape, minus the one field the adapter needs)."""
+
+    def create_user(self, request: Request) -> Response:
+        answer = super().create_user(request)
+        body = {k: v for k, v in answer.body.items() if k != "id"}
+        return Response(answer.status, {**body, "user_digest": "x", "age_verified": False})
+
+
+async def test_a_sign_up_answered_without_an_id_is_settled_by_the_phone(tmp_path: Path) -> None:
+    with served(BareSignUp()) as sim:
+        provider = PunchhLoyaltyProvider(settings(sim, tmp_path), transport=sim.transport)
+        guest = await provider.sign_up(NewGuest(phone="5550166666", first_name="Lu"))
+        await provider.aclose()
+    assert guest.first_name == "Lu" and guest.user_id.isdigit()

@@ -422,3 +422,56 @@ def test_usage_names_the_keys_locations_and_gifts() -> None:
     for needle in [BAKERY_KEY, HARBOR_KEY, HARBOR_PIER, "harbor-market", "100000000003: $10.00,"]:
         assert needle in text
     assert "Expired" in text and "only at Pier" in text and "no Bearer" in text
+
+
+TICKET: Json = {
+    "ticketID": "A1",
+    "currencyCode": "USD",
+    "subtotal": 12.5,
+    "tax": 0,
+    "total": 12.5,
+    "items": [{"lineID": "1", "description": "Latte", "quantity": 1, "amount": 12.5}],
+}
+
+
+def test_our_guessed_optional_inputs_are_accepted_and_checked(sim: httpx.Client) -> None:
+    """`posTicket` (validate) and `validationOptions` (validate, redeem) are our guesses at seed
+    003's optional inputs: checked for shape, never acted on."""
+    options = {"validationOptions": {"strict": True, "channel": "pos"}}
+    body = {"voucherCode": "100000000001", "posTicket": TICKET, **options}
+    gift = post(sim, VALIDATE, body).json()
+    redeemed = post(
+        sim, REDEEM, {"voucherID": gift["voucher"]["voucherID"], "amount": 1, **options}
+    )
+    assert redeemed.status_code == 200
+    wrong_line = {**TICKET, "items": [{**TICKET["items"][0], "qty": 1}]}
+    answer = post(sim, VALIDATE, {"voucherCode": "100000000001", "posTicket": wrong_line})
+    assert answer.status_code == 400 and "qty" in answer.json()["message"]
+    transaction = redeemed.json()["redemptionTransaction"]["redemptionTransactionID"]
+    answer = post(sim, REVERSE, {"redemptionTransactionID": transaction, **options})
+    assert answer.status_code == 400 and "validationOptions" in answer.json()["message"]
+
+
+def test_seed_answers_carry_only_what_seed_003_describes(sim: httpx.Client) -> None:
+    sim.post("/_sim/seed", json={**DEFAULT_SEED, "answers": "seed"}).raise_for_status()
+    try:
+        gift = validate(sim, "100000000001")
+        assert gift == {
+            "voucher": {"voucherID": gift["voucher"]["voucherID"], "isRedeemable": True},
+            "voucherEligibleValue": 50,
+            "voucherEligibleItemQuantity": 0,
+            "voucherPresentValueDescription": "$50.00 remaining",
+        }
+        redeemed = post(sim, REDEEM, {"voucherID": gift["voucher"]["voucherID"], "amount": 5})
+        transaction = redeemed.json()["redemptionTransaction"]
+        assert list(transaction) == ["redemptionTransactionID"]
+        assert redeemed.json()["voucherEligibleValue"] == 45
+        reversed_ = post(
+            sim, REVERSE, {"redemptionTransactionID": transaction["redemptionTransactionID"]}
+        )
+        record = reversed_.json()  # "Redemption transaction record data", nothing else
+        assert record["redemptionTransactionID"] == transaction["redemptionTransactionID"]
+        assert record["isReversed"] is True and "voucher" not in record
+        assert ledger(sim)["gifts"]["100000000001"]["balance"] == 5000
+    finally:
+        sim.post("/_sim/seed", json=DEFAULT_SEED).raise_for_status()

@@ -94,9 +94,8 @@ def batch(user: int = ANA, uid: str = "tx-1", **overrides: Any) -> dict[str, Any
 def checkin(uid: str = "tx-1", **overrides: Any) -> dict[str, Any]:
     body = {
         "phone": "5550100001",
-        "transaction_no": "T1",
+        "transaction_no": 1001,
         "receipt_datetime": WHEN,
-        "amount": 6.5,
         "subtotal_amount": 6.5,
         "receipt_amount": 6.5,
         "payable": 7.0,
@@ -104,6 +103,8 @@ def checkin(uid: str = "tx-1", **overrides: Any) -> dict[str, Any]:
         "pos_type": "Proprietary POS",
         "pos_version": "1.0",
         "channel": "pos",
+        "revenue_id": "2",
+        "revenue_code": "To Go",
         "external_uid": uid,
         "menu_items": [
             menu("Burger", 10.0, "M", 1),
@@ -256,6 +257,21 @@ def test_check_in_refuses_line_items_and_r2_item_names(sim: Running) -> None:
     items[0] = {**items[0], "amount": 10.0}
     renamed = call(sim, "POST", "/api/pos/checkins", json=checkin(menu_items=items))
     assert renamed.json() == {"error": "Unknown parameter: amount_0"}
+    assert ledger(sim)["checkins"] == []
+
+
+def test_check_in_follows_the_public_spec_not_the_receipt(sim: Running) -> None:
+    """Check-in takes no `amount` (receipt details does), needs revenue_id/revenue_code, and
+    an integer transaction_no."""
+    extra = call(sim, "POST", "/api/pos/checkins", json=checkin(amount=6.5))
+    assert extra.json() == {"error": "Unknown parameter: amount"}
+    body = {k: v for k, v in checkin().items() if k != "revenue_id"}
+    missing = call(sim, "POST", "/api/pos/checkins", json=body)
+    assert missing.json() == {
+        "error": "Required parameter missing or the value is empty: revenue_id"
+    }
+    text = call(sim, "POST", "/api/pos/checkins", json=checkin(transaction_no="T1"))
+    assert text.json() == {"error": "transaction_no must be an integer"}
     assert ledger(sim)["checkins"] == []
 
 
@@ -443,7 +459,7 @@ def test_check_in_earns_once_per_external_uid(sim: Running) -> None:
 
 
 def test_receipt_details_are_stored_as_versions_per_key(sim: Running) -> None:
-    body = {k: v for k, v in checkin().items() if k not in {"phone", "external_uid"}}
+    body = {k: v for k, v in checkin(amount=6.5).items() if k not in {"phone", "external_uid"}}
     assert call(sim, "POST", "/receipt_details", json=body).status_code == 200
     assert call(sim, "POST", "/receipt_details", json={**body, "status": "void"}).is_success
     versions = ledger(sim)["receipts"]["000000000001"]

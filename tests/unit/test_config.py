@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from agent import registry
+from agent.app import run_daemon
 from agent.cli import main
-from agent.config import Config, ConfigError, load_config, parse_config
+from agent.config import Config, ConfigError, check_state_dir, load_config, parse_config
 from agent.providers.settings import SandboxSettings
 from agent.secrets import read_secret
 
@@ -231,3 +233,43 @@ def test_the_registry_is_the_only_list_of_providers_and_flows() -> None:
     for spec in registry.PROVIDERS:
         assert spec.flow in registry.FLOW_NAMES
         assert spec.name in registry.able(spec.flow)
+
+
+def test_port_is_a_toml_integer_never_a_string(tmp_path: Path) -> None:
+    assert problems(tmp_path, MINIMAL.replace("1883", '"1883"')) == [
+        "mqtt.port: Input should be a valid integer"
+    ]
+
+
+def test_a_password_file_that_is_a_directory_is_a_config_problem(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "port = 1883", f'port = 1883\nusername = "lane"\npassword_file = "{tmp_path}"'
+    )
+    assert problems(tmp_path, text) == [f"mqtt.password_file: {tmp_path}: a directory, not a file"]
+
+
+def test_a_state_dir_that_is_a_file_stops_check_config_and_run_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a traceback and exit 1, which systemd restarts in a loop: exit 2, which it does not."""
+    state = tmp_path / "state"
+    state.write_text("")
+    config = write(tmp_path, MINIMAL + f'[state]\ndir = "{state}"\n')
+    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"  state.dir: {state}: not a directory\n" in err and "Traceback" not in err
+
+
+async def test_state_the_agent_cannot_open_at_start_is_one_line_and_exit_2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What breaks between the check and the start (here a database that is a directory) is
+    still one line and exit 2."""
+    state = tmp_path / "state"
+    (state / "orders.sqlite").mkdir(parents=True)
+    config = load_config(write(tmp_path, MINIMAL + f'[state]\ndir = "{state}"\n'))
+    assert check_state_dir(config) == []
+    assert await run_daemon(config) == 2
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line == (f"cannot start: the agent's records in {state}: unable to open database file")

@@ -5,6 +5,7 @@ Time is the scans' own `received` stamps and the limiter's timers are fired by h
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -13,10 +14,19 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, parse_config
-from agent.contract import OPS, DeviceRecord, Event, ScanInjectParams, ScanMessage
+from agent.contract import (
+    OPS,
+    DeviceRecord,
+    Event,
+    HealthResult,
+    Request,
+    Response,
+    ScanInjectParams,
+    ScanMessage,
+)
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode
-from agent.limits import ScanLimiter, ScanRateLimited, TokenBucket
+from agent.limits import RequestLimiter, ScanLimiter, ScanRateLimited, TokenBucket
 from agent.normalise import Normaliser
 from agent.requests import RequestRouter, ResponseStore
 from agent.scans import ScanPipeline
@@ -203,3 +213,51 @@ def test_the_limit_is_configured_under_scans() -> None:
         "scans.rate: Input should be greater than or equal to 0",
         "scans.burst: Input should be greater than or equal to 1",
     ]
+
+
+def test_requests_over_the_rate_or_the_pending_bound_are_refused_with_the_reason() -> None:
+    now = [0.0]
+    limiter = RequestLimiter(rate=2, burst=3, pending=5, clock=lambda: now[0])
+    assert [limiter.admit(running=0) for _ in range(4)][:3] == [None, None, None]
+    assert limiter.admit(running=0) == "more than 2 requests a second (burst 3)"
+    now[0] = 0.5  # one token back
+    assert limiter.admit(running=0) is None
+    assert limiter.admit(running=5) == "5 requests are running, the most it takes at once"
+    assert limiter.busy == 3
+
+
+async def test_a_flood_is_answered_busy_at_once_while_health_pings_run(tmp_path: Path) -> None:
+    """Issue 14, point 8: a flood was dropped silently and health pings were lost in it."""
+    gate = asyncio.Event()
+    ran: asyncio.Queue[str] = asyncio.Queue()
+
+    async def slow(params: Request) -> HealthResult:
+        ran.put_nowait(params.request_id)
+        await gate.wait()
+        return HealthResult(ok=True, items=[])
+
+    store = ResponseStore(tmp_path / "requests.sqlite")
+    limiter = RequestLimiter(rate=0, burst=1, pending=2)
+    router = RequestRouter(store, dict.fromkeys(OPS, slow), limiter=limiter)
+
+    def ask(op: str, request_id: str) -> asyncio.Task[Response]:
+        payload = json.dumps({"request_id": request_id}).encode()
+        return asyncio.create_task(router.handle(op, payload))
+
+    running = [ask("order.get", "a"), ask("order.get", "b")]
+    assert {await ran.get(), await ran.get()} == {"a", "b"}
+    busy = await ask("order.get", "c")
+    assert busy.error is not None and busy.error.code is ErrorCode.BUSY
+    assert busy.request_id == "c" and "nothing was done" in busy.error.message
+    repeat = ask("order.get", "a")  # a running request's repeat adds no work
+    health = ask("device.health", "h")
+    assert await ran.get() == "h"
+    gate.set()
+    assert all(r.status == "ok" for r in await asyncio.gather(*running, repeat, health))
+    assert ran.empty()  # the repeat of "a" did not run it again
+    assert store.get("c") is None  # not kept: the POS sends it again under the same id
+
+
+def test_the_request_limit_is_configured_under_mqtt() -> None:
+    mqtt = parse_config({"lane": {"store": "s", "lane": "l"}}).mqtt
+    assert (mqtt.request_rate, mqtt.request_burst, mqtt.request_pending) == (50.0, 100, 32)

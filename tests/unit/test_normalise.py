@@ -405,7 +405,7 @@ def _errors(**settings: object) -> list[tuple[tuple[int | str, ...], str]]:
 
 def test_unknown_rule_is_reported_with_the_known_ones() -> None:
     known = (
-        "gift_voucher_token, url, gs1, coupon, product_gtin, gift_voucher_code, "
+        "gift_voucher_token, url, gs1, coupon, loyalty_receipt, product_gtin, gift_voucher_code, "
         "loyalty_redemption_code, loyalty_card, phone, email, loyalty_user_qr, "
         "loyalty_single_scan"
     )

@@ -4,10 +4,14 @@ the agent does."""
 from __future__ import annotations
 
 from agent.contract import OPS
+from agent.contract.admin import ADMIN_PREFIX
 from agent.operations import OPERATIONS, OperationClass
 
-# Ops that call no provider.
-LOCAL_OPS = {"scan.inject", "device.health", "order.get"}
+# Ops that call no provider (the fleet's admin ops included: the bundle's health checks only read,
+# like device.health's).
+LOCAL_OPS = {"scan.inject", "device.health", "order.get"} | {
+    op for op in OPS if op.startswith(ADMIN_PREFIX)
+}
 ORDER_FLOWS = ("gift", "card", "coupons", "loyalty")
 
 

@@ -413,6 +413,7 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "token_id": st.sampled_from(lane_token_ids) | st.just("tok_0000") | TEXT | JSON,
         "amount": AMOUNTS,
         "quantity": AMOUNTS,
+        "confirm_repeat": st.booleans() | JSON,
         "transaction_id": TEXT | JSON,
         "transaction_ids": st.lists(TEXT, max_size=3) | JSON,
         "device_id": st.sampled_from(["keyed", "scanner"]) | TEXT | JSON,
@@ -424,6 +425,22 @@ def field_values(lane_token_ids: list[str]) -> dict[str, st.SearchStrategy[Any]]
         "total": AMOUNTS,
         "currency": st.sampled_from(["USD", "EUR", "usd"]) | TEXT,
         "selections": st.lists(JSON, max_size=3) | JSON,
+        "email_token_id": st.sampled_from(lane_token_ids) | TEXT | JSON,
+        "code": st.sampled_from(["123456", "12", ""]) | TEXT | JSON,
+        "accepted_terms": st.booleans() | JSON,
+        "marketing_sms": st.booleans() | JSON,
+        "first_name": TEXT | JSON,
+        "last_name": TEXT | JSON,
+        "birthday": st.sampled_from(["1990-04-01", "1990-13-01"]) | TEXT | JSON,
+        # the fleet's admin ops
+        "config": st.just("[providers.sandbox]\n") | TEXT | JSON,
+        "timeout": AMOUNTS,
+        "reason": TEXT | JSON,
+        "minutes": AMOUNTS,
+        "state": st.sampled_from(["open", "pending", "dead", "all"]) | TEXT,
+        "limit": AMOUNTS,
+        "id": AMOUNTS,
+        "chunk_size": AMOUNTS,
     }
 
 
@@ -554,3 +571,19 @@ def test_any_payload_over_the_limit_is_refused_with_the_limit(
     finally:
         loop.close()
     assert counter.calls <= 1  # only ever the request at the limit
+
+
+async def test_a_request_the_bus_refuses_is_answered_with_its_reason_and_never_run(
+    tmp_path: Path,
+) -> None:
+    """A retained request, or one with a Response Topic outside `reply/` (agent/bus.py)."""
+    counter = Counter()
+    r = router(tmp_path, counter)
+    payload = body(request_id="kept-on-broker", token_id="t", amount=5)
+    answer = await r.handle("gift.redeem", payload, refusal="a retained request is never run")
+    assert answer.request_id == "kept-on-broker" and answer.error is not None
+    assert answer.error.code is ErrorCode.INVALID_REQUEST
+    assert answer.error.message == "a retained request is never run"
+    assert counter.calls == 0
+    again = await r.handle("gift.redeem", payload)  # not kept: sent properly, it runs
+    assert again.status == "ok" and counter.calls == 1

@@ -18,6 +18,7 @@ from agent.providers.base import GiftProvider, GiftRef, GiftType, NotRedeemableR
 from agent.providers.sandbox import SandboxLedger
 from agent.providers.settings import SandboxSettings
 from agent.registry import ProviderEnv
+from tests.gifts import after
 
 NOW = datetime(2026, 6, 15, 12, 30, tzinfo=UTC)
 FIFTY, TWENTY_FIVE, COFFEE = "100000000001", "100000000002", "100000000003"
@@ -158,7 +159,7 @@ async def test_location_restricted_gift_redeems_at_its_location(
         redemption = await store_two.redeem(
             status.gift_id, amount=100, location=None, idempotency_key="k"
         )
-        assert redemption.gift.balance == 2900
+        assert after(redemption).balance == 2900
     finally:
         await store_two.aclose()
 
@@ -185,11 +186,11 @@ async def test_partial_redemptions_until_depleted(ledger: SandboxLedger) -> None
     first = await ledger.redeem(gid, amount=1250, location=None, idempotency_key="a")
     assert first.transaction_id.startswith("txn_")
     assert (first.gift_id, first.amount, first.quantity) == (gid, 1250, None)
-    assert first.gift.description == "$37.50 available"
+    assert after(first).description == "$37.50 available"
     last = await ledger.redeem(gid, amount=3750, location=None, idempotency_key="b")
     assert last.transaction_id != first.transaction_id
-    assert (last.gift.balance, last.gift.is_redeemable) == (0, False)
-    assert last.gift.description == "Fully redeemed"
+    assert (after(last).balance, after(last).is_redeemable) == (0, False)
+    assert after(last).description == "Fully redeemed"
     with pytest.raises(ProviderError) as err:
         await ledger.redeem(gid, amount=1, location=None, idempotency_key="c")
     assert err.value.code is ErrorCode.NOT_REDEEMABLE
@@ -199,8 +200,8 @@ async def test_item_gift_redeems_by_quantity(ledger: SandboxLedger) -> None:
     gid = await gift_id(ledger, COFFEE)
     redemption = await ledger.redeem(gid, quantity=2, location=None, idempotency_key="a")
     assert (redemption.amount, redemption.quantity) == (None, 2)
-    assert redemption.gift.description == "1 × Coffee available"
-    assert redemption.gift.eligible_quantity == 1
+    assert after(redemption).description == "1 × Coffee available"
+    assert after(redemption).eligible_quantity == 1
 
 
 @pytest.mark.parametrize(
@@ -241,7 +242,7 @@ async def test_insufficient_balance_names_the_available_amount(
     assert audit(db)[TWENTY_FIVE] == (2500, 2500)
     # A refused request stored nothing: the same key may carry the corrected amount.
     ok = await ledger.redeem(gid, amount=2500, location=None, idempotency_key="k")
-    assert ok.gift.balance == 0
+    assert after(ok).balance == 0
 
 
 @pytest.mark.parametrize(
@@ -293,7 +294,7 @@ async def test_reverse_restores_value_once(ledger: SandboxLedger, clock: Clock) 
     assert (reversal.transaction_id, reversal.gift_id) == (redemption.transaction_id, gid)
     assert (reversal.amount, reversal.quantity) == (2000, None)
     assert reversal.reversed_at == clock.now
-    assert reversal.gift.balance == 5000
+    assert after(reversal).balance == 5000
     with pytest.raises(ProviderError) as err:
         await ledger.reverse(redemption.transaction_id, location=None, idempotency_key="v2")
     assert err.value.code is ErrorCode.ALREADY_REVERSED
@@ -306,14 +307,14 @@ async def test_reverse_item_redemption_and_depleted_demo_gift(
     coffee = await gift_id(ledger, COFFEE)
     redemption = await ledger.redeem(coffee, quantity=3, location=None, idempotency_key="r")
     reversal = await ledger.reverse(redemption.transaction_id, location=None, idempotency_key="v")
-    assert (reversal.quantity, reversal.gift.item_quantity) == (3, 3)
+    assert (reversal.quantity, after(reversal).item_quantity) == (3, 3)
     with closing(sqlite3.connect(db)) as conn:
         (shipped_txn,) = conn.execute(
             "SELECT transaction_id FROM redemptions JOIN gifts USING (gift_id) WHERE code = ?",
             (USED,),
         ).fetchone()
     restored = await ledger.reverse(shipped_txn, location=None, idempotency_key="v-used")
-    assert restored.gift.description == "$20.00 available"
+    assert after(restored).description == "$20.00 available"
 
 
 async def test_reverse_unknown_transaction_is_not_found(ledger: SandboxLedger) -> None:

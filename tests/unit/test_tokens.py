@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import unicodedata
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.normalise import Kind, Token
+from agent.logs import PrintableFormatter, printable
+from agent.normalise import Kind, Normaliser, Token
 from agent.tokens import MASK, TokenVault, display, mask
 
 
@@ -23,8 +27,18 @@ def test_mask_shows_only_the_last_digits_of_a_long_code() -> None:
 def test_mask_never_reveals_more_than_four_characters(value: str) -> None:
     masked = mask(value)
     revealed = masked.lstrip(MASK)
-    assert len(revealed) <= 4 and value.endswith(revealed)
-    assert len(masked) <= 16
+    assert printable(value[-4:]).endswith(revealed)
+    assert len(masked) <= 12 + 4 * len("\\U0010ffff")
+    assert all(unicodedata.category(c) not in {"Cc", "Cf", "Zl", "Zp", "Cs"} for c in masked)
+
+
+def test_an_invalid_scans_tail_reaches_no_screen_or_log_with_a_raw_escape() -> None:
+    """Issue 14, point 11: the last four characters of an invalid scan, raw ESC included, went
+    to the log and to `display`."""
+    token = Normaliser().normalise(b"\x1b]0;owned\x07abc\x1b[2J", None)
+    assert not token.valid
+    assert display(token) == MASK * 12 + "\\x1b[2J"
+    assert "\x1b" not in display(token)
 
 
 def test_display_keeps_non_secret_values() -> None:
@@ -66,3 +80,10 @@ def test_vault_is_bounded_and_forgets_the_oldest() -> None:
     assert len(vault) == 3
     assert vault.get(ids[0]) is None and vault.get(ids[1]) is None
     assert vault.get(ids[4]) is not None
+
+
+def test_a_log_line_escapes_what_it_interpolates() -> None:
+    """The agent's log formatter: a scan or topic with ESC or a newline cannot forge a line."""
+    record = logging.LogRecord("t", logging.WARNING, __file__, 1, "scan %s", ("a\x1b[2J\nb",), None)
+    line = PrintableFormatter("%(message)s").format(record)
+    assert line == "scan a\\x1b[2J\\nb"
