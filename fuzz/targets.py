@@ -2,8 +2,9 @@
 
 A harness raises (an AssertionError naming the broken promise, or the code's own unexpected
 exception) when the input breaks a property of its target; anything else it returns quietly. The
-first byte or two of an input choose the target's options (settings, symbology hint, framing),
-the rest is what a device or a screen would send, so the fuzzer explores both together. Inputs are
+first byte or two of an input choose the target's options (settings, symbology hint, framing;
+for requests, the first line is the op), the rest is what a device or a screen would send, so
+the fuzzer explores both together. Inputs are
 independent: every harness starts from the same state, so a saved crash replays on its own.
 """
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from agent.contract import OPS, HealthResult, Request, Response, ScanMessage
 from agent.devices import DeviceRegistry
 from agent.errors import ErrorCode
+from agent.logs import printable
 from agent.normalise import Normaliser, NormaliserSettings, Token, gs1
 from agent.normalise.kinds import PUBLIC_KINDS, Kind
 from agent.requests import FirstUse, RequestRouter, ResponseStore
@@ -74,6 +76,7 @@ _SETTINGS = (
         {
             "custom": [{"name": "v", "kind": "v", "pattern": r"V(\d+)?", "value_group": 1}],
             "gift_hosts": ["giftlocal.com", "example.org"],
+            "receipt_short_keys": [0, 42, 8191],
         }
     ),
     NormaliserSettings(max_length=8),
@@ -93,6 +96,7 @@ _VALUE_SHAPES = {
     Kind.PRODUCT_GTIN: re.compile(r"[0-9]{8}|[0-9]{13,14}"),
     Kind.COUPON: re.compile(r"(?:98[1-4][0-9]|99[0-9]{2})[0-9]{9}"),
     Kind.GIFT_VOUCHER_CODE: re.compile(r"[0-9]{12}"),
+    Kind.LOYALTY_RECEIPT: re.compile(r"[0-9]{12}"),
     Kind.LOYALTY_REDEMPTION_CODE: re.compile(r"[0-9]{7}"),
     Kind.LOYALTY_CARD: re.compile(r"[0-9]{16}"),
     Kind.PHONE: re.compile(r"[0-9]{10}"),
@@ -103,6 +107,15 @@ _VALUE_SHAPES = {
     Kind.GIFT_VOUCHER_TOKEN: re.compile(r"[^/\s]+"),
     NFC_UID: re.compile(r"[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20}"),
 }
+
+
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+"""Unicode categories a screen or a log line never gets raw: controls (a raw ESC drives a
+terminal), invisible format characters (bidi overrides), line separators, lone surrogates."""
+
+
+def _shows_nothing_hidden(text: str) -> bool:
+    return not any(unicodedata.category(c) in _HIDDEN for c in text)
 
 
 def _mod10_ok(digits: str) -> bool:
@@ -176,18 +189,24 @@ def _check_message(message: ScanMessage, token: Token) -> None:
     assert message.valid is (message.token_id is not None), message
     assert message.token_id is None or _TOKEN_ID.fullmatch(message.token_id), message
     assert message.ais is None or message.kind == Kind.GS1, message
+    assert _shows_nothing_hidden(message.display), message.display
     if message.kind == NFC_UID:
         _check_token(token)
     assert token.secret or token.kind in PUBLIC_KINDS, f"a {token.kind} is not masked"
     if not token.secret:
-        assert message.value == token.value == message.display, message
+        assert message.value == token.value, message
+        assert message.display == printable(token.value), message
         return
     assert message.value is None, f"a secret's clear value is published: {message}"
     # The display of a secret shows at most its last four characters, and never more than a third.
-    shown = message.display.lstrip(MASK)
-    assert len(shown) <= min(4, len(token.value) // 3), (message.display, token.value)
-    assert token.value.endswith(shown), (message.display, token.value)
-    assert len(message.display) <= 16, message.display
+    # The display of a secret is bullets, then at most its last four characters (escaped), never
+    # more than a third of it.
+    value, display = token.value, message.display
+    assert any(
+        display.endswith(printable(value[len(value) - n :]))
+        and set(display[: len(display) - len(printable(value[len(value) - n :]))]) <= {MASK}
+        for n in range(min(4, len(value) // 3) + 1)
+    ), (display, value)
 
 
 # --- GS1 element strings ---------------------------------------------------------------------
@@ -409,7 +428,6 @@ class _Handler:
         return HealthResult(ok=True, items=[])
 
 
-_OP_NAMES = (*sorted(OPS), "no.such.op", "")
 _MAX_PAYLOAD = 2048
 _DECODE_ERRORS = {ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_OP}
 _STORE = _MemoryStore()
@@ -421,9 +439,10 @@ _LOOP = asyncio.new_event_loop()
 def requests(data: bytes) -> None:
     """Any payload on any op gets one publishable answer: the params the handler runs with, or
     a clear decode error; the request_id echoed when there is one; a repeat answered the same
-    without running the op twice."""
-    (option,), payload = _options(data)
-    op = _OP_NAMES[option % len(_OP_NAMES)]
+    without running the op twice. The input is the op (the topic's last level), a newline, and
+    the payload."""
+    topic, _, payload = data.partition(b"\n")
+    op = topic.decode("utf-8", "replace")
     _STORE.kept.clear()
     _HANDLER.calls.clear()
     answer = _LOOP.run_until_complete(_ROUTER.handle(op, payload))
@@ -441,6 +460,7 @@ def requests(data: bytes) -> None:
     else:
         assert answer.error is not None and answer.data is None, answer
         assert answer.error.code in _DECODE_ERRORS and answer.error.message, answer.error
+        assert _shows_nothing_hidden(answer.error.message), answer.error
         # An unknown op is named as such once the payload is a request (it has a request_id).
         unknown_op = op not in OPS and answer.request_id is not None
         assert (answer.error.code is ErrorCode.UNKNOWN_OP) is unknown_op, (op, answer)
@@ -507,6 +527,7 @@ DICTIONARIES: dict[str, list[bytes]] = {
     ],
     # JSON is parsed and validated in C and Rust, out of libFuzzer's sight: the contract's words.
     "requests": [
+        *(op.encode() + b"\n" for op in sorted(OPS)),
         *(json.dumps(word).encode() for word in sorted(_REQUEST_WORDS)),
         *(b'"tok_0123456789abcdef"', b"null", b"true", b"-1", b"1e400", b"NaN", b'"\\ud800"'),
     ],

@@ -10,6 +10,7 @@ import pytest
 
 import agent.requests
 import agent.scans
+import agent.tokens
 from agent.normalise import Token, gs1
 from drivers.framing import Framer
 from drivers.hidpos_report import DecodedScan, MalformedReport, ReportAssembler
@@ -46,6 +47,14 @@ def test_normaliser_harness_catches_a_clear_code_on_the_screen(
     monkeypatch.setattr(agent.scans, "display", unmasked)
     with pytest.raises(AssertionError):
         TARGETS["normaliser"](seed("normaliser", "voucher-code"))
+
+
+def test_normaliser_harness_catches_a_raw_control_character_on_the_screen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent.tokens, "printable", lambda text: text)
+    with pytest.raises(AssertionError):
+        TARGETS["normaliser"](seed("normaliser", "control-char-shown"))
 
 
 def test_gs1_harness_catches_a_render_that_does_not_parse_back(
