@@ -5,6 +5,7 @@
     python -m bench host --only startup   one host workload (or more), kept beside the others
     python -m bench vm --out F        inside the VM (scripts/vm-test --bench runs this)
     python -m bench report            BENCHMARKS.md again from the last results
+    python -m bench profile           workload 4's pipeline under py-spy: CPU per scan by stage
 
 The default counts are the issue's; `--quick` divides them (about ten times shorter) for a check
 that everything runs, and BENCHMARKS.md then says it was a quick run.
@@ -279,7 +280,7 @@ def run_all(counts: Counts, quick: bool, vm_args: list[str], reuse_host: bool = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("part", choices=["all", "host", "vm", "report"])
+    parser.add_argument("part", choices=["all", "host", "vm", "report", "profile"])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="about ten times shorter counts")
     parser.add_argument(
@@ -293,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else Counts()
+    if args.part == "profile":
+        from bench import profile
+
+        return profile.main(counts.pipeline, profile.RATE_HZ)
     if args.part == "all":
         return run_all(counts, args.quick, [], args.reuse_host)
     if args.part == "host":
