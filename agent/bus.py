@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
+import math
 import random
 import socket
 import ssl
@@ -39,6 +41,11 @@ WatchHandler = Callable[[str, bytes], None]
 # row, and with Nagle each waited for the broker's delayed ACK (40 ms on Linux): about 80 ms
 # added to every request's answer, for a POS that waits on it at the till.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+# Messages handed to the client before the oldest one's PUBACK: within aiomqtt's threshold for
+# warning about pending calls (10) and paho's in-flight limit (20).
+IN_FLIGHT = 8
+# Seconds for the broker to answer a connect, a subscribe or the oldest message in flight.
+TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,16 +309,58 @@ class Bus:
         self._wakeup.set()
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        while True:
-            while self._queue:
-                # Peek, send, then pop: a message interrupted by a disconnect is sent again later.
-                await self._send(client, self._queue[0])
-                self._queue.popleft()
-                self.last_progress = time.monotonic()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        """Peek, send, then pop once acknowledged: a message interrupted by a disconnect is sent
+        again later. Up to IN_FLIGHT go out before the oldest one's PUBACK, in queue order (one
+        connection, one QoS: the broker keeps it), so a burst costs one round trip, not one each;
+        every PUBACK and every new message wakes the loop. The oldest unacknowledged for
+        TIMEOUT seconds ends the session, as a publish timing out did when they went one by one."""
+        loop = asyncio.get_running_loop()
+        in_flight: deque[tuple[Outgoing, asyncio.Task[None], float]] = deque()
+        try:
+            while True:
+                self._wakeup.clear()
+                while in_flight and in_flight[0][1].done():
+                    message, sending, _ = in_flight.popleft()
+                    sending.result()  # a failed send ends the session; the message stays queued
+                    if self._queue and self._queue[0] is message:  # not dropped meanwhile
+                        self._queue.popleft()
+                    self.last_progress = time.monotonic()
+                start = self._unsent(in_flight)
+                for message in itertools.islice(
+                    self._queue, start, start + IN_FLIGHT - len(in_flight)
+                ):
+                    sending = loop.create_task(self._send(client, message))
+                    sending.add_done_callback(lambda _: self._wakeup.set())
+                    in_flight.append((message, sending, loop.time()))
+                try:
+                    async with asyncio.timeout_at(in_flight[0][2] + TIMEOUT if in_flight else None):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    raise aiomqtt.MqttError(f"no PUBACK from the broker in {TIMEOUT} s") from None
+        finally:
+            for _, sending, _ in in_flight:
+                if sending.done() and not sending.cancelled():
+                    sending.exception()  # retrieved: the session's own error is what counts
+                sending.cancel()
+
+    def _unsent(self, in_flight: deque[tuple[Outgoing, asyncio.Task[None], float]]) -> int:
+        """Where the queue's unsent messages start: after the ones in flight, which are the
+        oldest queued, less any a full queue dropped."""
+        if not in_flight:
+            return 0
+        newest = in_flight[-1][0]
+        guess = len(in_flight) - 1
+        if guess < len(self._queue) and self._queue[guess] is newest:
+            return guess + 1
+        for index, message in enumerate(itertools.islice(self._queue, guess)):
+            if message is newest:
+                return index + 1
+        return 0
 
     async def _send(self, client: aiomqtt.Client, message: Outgoing) -> None:
+        """Until the broker acknowledges it, with no timer of its own (one per message was a
+        good part of its cost): the caller bounds the wait, the publish loop by the oldest in
+        flight, the goodbye by its 3 s."""
         properties = None
         if message.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -322,6 +371,7 @@ class Bus:
             qos=message.qos,
             retain=message.retain,
             properties=properties,
+            timeout=math.inf,
         )
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
@@ -376,7 +426,7 @@ class Bus:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.topic("state"), offline, qos=1, retain=True),
             keepalive=s.keepalive,
-            timeout=10,
+            timeout=TIMEOUT,
             tls_context=self._tls,
             max_queued_incoming_messages=1000,
             socket_options=NO_DELAY,
