@@ -1,31 +1,27 @@
 """Where the throughput pipeline's CPU goes, stage by stage: a sampling profile of workload 4.
 
-    python -m bench profile [--count N] [--rate HZ]
+    python -m bench host --only profile     (part of `make bench`'s host part)
 
 Runs workload 4's pipeline (bench/throughput.py: the real daemon pinned to one CPU, fed the demo
 voucher through its named pipe) with py-spy (from the bench tooling, `pip install '.[bench]'`)
 attached to the lane-agent for the measured part only. Each sample goes to the stage of the
 innermost frame that names one (STAGES, first match wins within a frame), or to "event loop and
 the rest"; a stage's share of the samples times the agent's CPU seconds per validated scan is
-its cost in µs of CPU per scan. Writes build/bench/profile.json and py-spy's collapsed stacks
-(profile.txt) beside it.
+its cost in µs of CPU per scan. py-spy's collapsed stacks are kept in the work directory
+(profile.txt) for a closer look.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import signal
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-from bench.common import REPO
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 RATE_HZ = 250
@@ -110,37 +106,22 @@ def sampling(pid: int, out: Path, rate: int = RATE_HZ) -> Iterator[None]:
             raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
 
 
-def run(count: int, rate: int, results: Path) -> dict[str, Any]:
+def run_workload(workdir: Path, count: int, rate: int = RATE_HZ) -> dict[str, Any]:
     from bench.throughput import pipeline
 
-    results.mkdir(parents=True, exist_ok=True)
-    stacks = results / "profile.txt"
+    workdir.mkdir(parents=True, exist_ok=True)
+    stacks = workdir / "profile.txt"
     stacks.unlink(missing_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="lane-bench-profile-"))
-    measured = pipeline(work, count, profile=lambda pid: sampling(pid, stacks, rate))
+    measured = pipeline(workdir, count, profile=lambda pid: sampling(pid, stacks, rate))
     samples = attribute(stacks.read_text().splitlines())
     cpu_us = measured["agent_cpu_s"] * 1e6 / measured["scans"]
-    found = {
+    stages = per_scan_us(samples, cpu_us)
+    for stage, us in stages.items():
+        print(f"bench: profile {us:8.1f} µs  {stage}", flush=True)
+    return {
         "pipeline": measured,
         "samples": sum(samples.values()),
         "rate_hz": rate,
-        "us_per_scan": per_scan_us(samples, cpu_us),
+        "stacks": str(stacks),
+        "us_per_scan": stages,
     }
-    (results / "profile.json").write_text(json.dumps(found, indent=1))
-    return found
-
-
-def main(count: int, rate: int) -> int:
-    from bench.run import RESULTS
-
-    found = run(count, rate, RESULTS)
-    pipeline = found["pipeline"]
-    print(
-        f"{pipeline['scans']} scans, {pipeline['per_s']} scans/s, "
-        f"{pipeline['cpu_ms_per_scan'] * 1000:.0f} µs of CPU per scan, "
-        f"{found['samples']} samples at {rate} Hz"
-    )
-    for stage, us in found["us_per_scan"].items():
-        print(f"{us:8.1f} µs  {stage}")
-    print(f"written: {(RESULTS / 'profile.json').relative_to(REPO)}")
-    return 0

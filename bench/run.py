@@ -3,9 +3,10 @@
     python -m bench all [--quick]     host part, then the VM part (one boot), then the report
     python -m bench host --out F      workloads 4 and 5's soak and start-up, here
     python -m bench host --only startup   one host workload (or more), kept beside the others
+                                      (throughput, profile: its pipeline under py-spy, CPU per
+                                      scan by stage; soak; startup)
     python -m bench vm --out F        inside the VM (scripts/vm-test --bench runs this)
     python -m bench report            BENCHMARKS.md again from the last results
-    python -m bench profile           workload 4's pipeline under py-spy: CPU per scan by stage
 
 The default counts are the issue's; `--quick` divides them (about ten times shorter) for a check
 that everything runs, and BENCHMARKS.md then says it was a quick run.
@@ -57,7 +58,7 @@ QUICK = Counts(
     starts=2,
 )
 
-HOST_WORKLOADS = ("throughput", "soak", "startup")
+HOST_WORKLOADS = ("throughput", "profile", "soak", "startup")
 
 
 def loadavg() -> list[float]:
@@ -93,11 +94,12 @@ def write(path: Path, results: dict[str, Any]) -> None:
 def host_part(out: Path, counts: Counts, only: list[str] | None = None) -> None:
     """The host workloads; with `only`, just those, written into `out` beside the results of
     the others from an earlier run (the report reads one host.json)."""
-    from bench import cost, startup, throughput
+    from bench import cost, profile, startup, throughput
 
     work = RESULTS / "host-work"
     runs: dict[str, Callable[[], Any]] = {
         "throughput": lambda: throughput.run_workload(work, counts.pipeline, counts.normaliser),
+        "profile": lambda: profile.run_workload(work / "profile", counts.pipeline),
         "soak": lambda: cost.soak(work, counts.soak),
         "startup": lambda: startup.run_workload(work / "startup", counts.starts),
     }
@@ -280,7 +282,7 @@ def run_all(counts: Counts, quick: bool, vm_args: list[str], reuse_host: bool = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("part", choices=["all", "host", "vm", "report", "profile"])
+    parser.add_argument("part", choices=["all", "host", "vm", "report"])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="about ten times shorter counts")
     parser.add_argument(
@@ -294,10 +296,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else Counts()
-    if args.part == "profile":
-        from bench import profile
-
-        return profile.main(counts.pipeline, profile.RATE_HZ)
     if args.part == "all":
         return run_all(counts, args.quick, [], args.reuse_host)
     if args.part == "host":
