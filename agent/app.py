@@ -29,7 +29,7 @@ from agent.contract import (
     ScanMessage,
     ValidateResult,
 )
-from agent.devices import DeviceRegistry
+from agent.devices import DeviceRegistry, once_per_turn
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler, LaneFlow, Provider, TenderFlow
 from agent.flows.orders import OrderDesk
@@ -130,7 +130,7 @@ class LaneAgent:
         )
         self.vault = TokenVault(ttl=config.state.token_ttl, max_entries=config.state.token_max)
         self.devices = DeviceRegistry(
-            lambda record: self.bus.set_retained(f"devices/{record.device_id}", record)
+            once_per_turn(lambda r: self.bus.set_retained(f"devices/{r.device_id}", r))
         )
         self.keyed = KeyedEntry()
         self.drivers = build_drivers(config, self.keyed)
