@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -38,10 +39,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("Bus.publish", "Bus.set_retained", "Bus.retain", "Bus._enqueue"),
     ),
     ("MQTT out and acks (aiomqtt, paho)", ("Bus._", "(aiomqtt/", "(paho/")),
-    ("sandbox query (SQLite, worker thread)", ("SandboxLedger._locked",)),
     ("thread hand-off (to_thread, worker)", ("to_thread", "(concurrent/", "(threading.py)")),
     ("open-order lookup", ("OrderBook.current",)),
-    ("validate and its event (GiftFlow.on_scan)", ("GiftFlow.on_scan", "SandboxLedger.")),
+    ("sandbox ledger (its SQLite query)", ("(agent/providers/sandbox.py)",)),
+    ("validate and its event (GiftFlow.on_scan)", ("GiftFlow.on_scan",)),
     ("scan message (ScanPipeline)", ("ScanPipeline.",)),
     ("read the named pipe (fifo driver, supervisor)", ("FifoScanner.", "Supervisor.")),
 )
@@ -118,7 +119,11 @@ def run_workload(workdir: Path, count: int, rate: int = RATE_HZ) -> dict[str, An
     stages = per_scan_us(samples, cpu_us)
     for stage, us in stages.items():
         print(f"bench: profile {us:8.1f} µs  {stage}", flush=True)
+    from bench.run import commit
+
     return {
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "pipeline": measured,
         "samples": sum(samples.values()),
         "rate_hz": rate,

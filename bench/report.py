@@ -618,7 +618,8 @@ def profile_details(profile: dict[str, Any]) -> str:
         "\n\n#### Where a validated scan's CPU goes (py-spy)\n\n"
         f"The same pipeline again ({num(pipe['scans'])} scans, {num(pipe['per_s'])} scans/s) with "
         f"py-spy sampling every thread of the agent at {profile['rate_hz']} Hz "
-        f"({num(profile['samples'])} samples; `bench/profile.py`). Each sample counts for the "
+        f"({num(profile['samples'])} samples; `bench/profile.py`), lane-agent commit "
+        f"{profile.get('commit', '?')}, {profile.get('date', '?')}. Each sample counts for the "
         "stage of its innermost frame that names one; a stage's share of the samples times the "
         "agent's CPU time per scan is its cost. Sampling slows the agent a little; the shares "
         "are what to read.\n\n" + table(["stage", "µs of CPU per scan"], rows)
