@@ -22,7 +22,7 @@ $(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
 	@touch $@
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e ".[test,demo]"
+	$(BIN)/pip install --quiet -e ".[test,demo,bench]"
 	@touch $@ $(DEMO_STAMP)
 
 $(WEB_STAMP): web/package.json web/package-lock.json
