@@ -22,7 +22,7 @@ $(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
 	@touch $@
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e ".[test,demo]"
+	$(BIN)/pip install --quiet -e ".[test,demo,bench]"
 	@touch $@ $(DEMO_STAMP)
 
 $(WEB_STAMP): web/package.json web/package-lock.json
@@ -53,7 +53,7 @@ test: system-deps $(STAMP) $(WEB_STAMP)
 	$(BIN)/mypy
 	scripts/build-deb --no-lintian --out $(TEST_DEB)/this >/dev/null
 	scripts/build-deb --no-lintian --out $(TEST_DEB)/next --version $(VERSION)+next1 >/dev/null
-	LANE_AGENT_DEB=$$(ls $(TEST_DEB)/this/*.deb) $(BIN)/pytest
+	LANE_AGENT_DEB=$$(realpath $(TEST_DEB)/this/*.deb) $(BIN)/pytest
 	scripts/vm-test
 	scripts/vm-service --deb $(TEST_DEB)/this/*.deb --next-deb $(TEST_DEB)/next/*.deb
 

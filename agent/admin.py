@@ -396,7 +396,7 @@ class Admin:
         return _entry_info(retried)
 
     async def _bundle(self, params: BundleParams) -> BundleResult:
-        from agent import diag
+        from agent import diag, logs
 
         store = self._require_store()
         health = await self._agent._device_health(DeviceHealthParams(request_id="bundle"))
@@ -405,7 +405,7 @@ class Admin:
             for item in health.items
         )
         files = await asyncio.to_thread(
-            diag.bundle_files, store.path, self._agent.config, health_text
+            diag.bundle_files, store.path, self._agent.config, health_text, logs.RECENT.text()
         )
         data = diag.archive(files)
         if len(data) > MAX_BUNDLE:

@@ -32,7 +32,7 @@ from agent.contract import (
     ScanMessage,
     ValidateResult,
 )
-from agent.devices import DeviceRegistry
+from agent.devices import DeviceRegistry, once_per_turn
 from agent.errors import ErrorCode, LaneError
 from agent.flows.base import FlowContext, Handler, LaneFlow, Provider, TenderFlow
 from agent.flows.orders import OrderDesk
@@ -135,7 +135,7 @@ class LaneAgent:
             on_status=self.notifier.status,
         )
         self.vault = TokenVault(ttl=config.state.token_ttl, max_entries=config.state.token_max)
-        self.devices = DeviceRegistry(self._device_changed)
+        self.devices = DeviceRegistry(once_per_turn(self._device_changed))
         self.keyed = KeyedEntry()
         self.drivers = build_drivers(config, self.keyed)
         if config.homeassistant.discovery:

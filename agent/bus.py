@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import random
 import socket
 import ssl
@@ -65,6 +66,11 @@ def largest_payload(max_payload: int) -> int:
 # row, and with Nagle each waited for the broker's delayed ACK (40 ms on Linux): about 80 ms
 # added to every request's answer, for a POS that waits on it at the till.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+# Messages handed to the client before the oldest one's PUBACK: within aiomqtt's threshold for
+# warning about pending calls (10) and paho's in-flight limit (20).
+IN_FLIGHT = 8
+# Seconds for the broker to answer a connect, a subscribe or the oldest message in flight.
+TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,12 +406,40 @@ class Bus:
         self._wakeup.set()
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        while True:
-            while self._queue:
-                await self._send_next(client)
-                self.last_progress = time.monotonic()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        """Send up to IN_FLIGHT messages ahead of the oldest one's PUBACK, in queue order (one
+        connection, one QoS: the broker keeps it), so a burst costs one round trip, not one each;
+        every PUBACK and every new message wakes the loop. A message leaves the queue while in
+        flight, so neither an urgent message nor a full queue's drop can take its place; when
+        the session ends, those not acknowledged go back to the head of the queue, in order, to
+        be sent again. The oldest unacknowledged for TIMEOUT seconds ends the session, as a
+        publish timing out did when they went one by one."""
+        loop = asyncio.get_running_loop()
+        in_flight: deque[tuple[Outgoing, asyncio.Task[None], float]] = deque()
+        try:
+            while True:
+                self._wakeup.clear()
+                while in_flight and in_flight[0][1].done():
+                    failed = in_flight[0][1].exception()
+                    if failed is not None:  # ends the session; the message goes back below
+                        raise failed
+                    in_flight.popleft()
+                    self.last_progress = time.monotonic()
+                while self._queue and len(in_flight) < IN_FLIGHT:
+                    message = self._queue.popleft()
+                    sending = loop.create_task(self._send(client, message))
+                    sending.add_done_callback(lambda _: self._wakeup.set())
+                    in_flight.append((message, sending, loop.time()))
+                try:
+                    async with asyncio.timeout_at(in_flight[0][2] + TIMEOUT if in_flight else None):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    raise aiomqtt.MqttError(f"no PUBACK from the broker in {TIMEOUT} s") from None
+        finally:
+            for message, sending, _ in reversed(in_flight):
+                if sending.done() and not sending.cancelled() and sending.exception() is None:
+                    continue  # acknowledged
+                sending.cancel()
+                self._queue.appendleft(message)
 
     async def _send_next(self, client: aiomqtt.Client) -> None:
         """Send the queue's head. It leaves the queue while in flight, so neither an urgent
@@ -418,9 +452,11 @@ class Bus:
             raise
 
     async def _send(self, client: aiomqtt.Client, message: Outgoing) -> None:
-        """Publish one message; one paho refuses (ValueError: a payload over MQTT's limit) is
-        dropped and counted: left at the head of the queue it would be tried on every reconnect,
-        and nothing after it would ever go out."""
+        """Publish one message, until the broker acknowledges it, with no timer of its own (one
+        per message was a good part of its cost: the publish loop bounds the wait by the oldest
+        in flight, the goodbye by its 3 s). One paho refuses (ValueError: a payload over MQTT's
+        limit) is dropped and counted: put back at the head of the queue it would be tried on
+        every reconnect, and nothing after it would ever go out."""
         properties = None
         if message.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -432,6 +468,7 @@ class Bus:
                 qos=message.qos,
                 retain=message.retain,
                 properties=properties,
+                timeout=math.inf,
             )
         except ValueError as exc:
             self._unsendable(message.topic, str(exc))
@@ -516,7 +553,7 @@ class Bus:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.topic("state"), offline, qos=1, retain=True),
             keepalive=s.keepalive,
-            timeout=10,
+            timeout=TIMEOUT,
             tls_context=self._tls,
             max_queued_incoming_messages=1000,
             socket_options=NO_DELAY,

@@ -1,11 +1,13 @@
 """Keeps one retained record per input device: state, last error and counters.
 
 Records are republished on every change (state within a second of the event, as the POS screen and
-the technician rely on it) and after every broker reconnect by the bus.
+the technician rely on it) and after every broker reconnect by the bus. `once_per_turn` sends a
+burst's changes as one record.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from agent.contract import DeviceRecord, utc_now
@@ -82,3 +84,29 @@ class DeviceRegistry:
         self._records[record.device_id] = updated
         if publish:
             self._publish(updated)
+
+
+def once_per_turn(publish: Publish) -> Publish:
+    """`publish` each device's newest record once per event-loop turn. A burst of scans read in
+    one go (a pipe, a replay, a fast scanner) then costs one retained message per device instead
+    of one per scan, about a third of a scan's MQTT traffic; the record still follows the scans
+    it counts. Outside a running loop (the agent being built) a record goes at once."""
+    latest: dict[str, DeviceRecord] = {}
+
+    def flush() -> None:
+        records = list(latest.values())
+        latest.clear()
+        for record in records:
+            publish(record)
+
+    def schedule(record: DeviceRecord) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            publish(record)
+            return
+        if not latest:
+            loop.call_soon(flush)
+        latest[record.device_id] = record
+
+    return schedule

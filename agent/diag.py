@@ -413,10 +413,14 @@ def versions() -> str:
 
 
 def bundle_files(
-    config_path: Path, config: Config | None, health_text: str | None
+    config_path: Path,
+    config: Config | None,
+    health_text: str | None,
+    recent_log: str | None = None,
 ) -> dict[str, str]:
     """What a support bundle holds, file name -> text; no secrets, no clear codes. Blocking
-    (it runs journalctl and dmesg)."""
+    (it runs journalctl and dmesg). `recent_log`: the running agent's own latest lines, which
+    it has even where its sandbox hides the journal."""
     files: dict[str, str] = {"versions.txt": versions()}
     try:
         files["config.toml"] = redact(config_path.read_text(encoding="utf-8"))
@@ -431,6 +435,8 @@ def bundle_files(
         ["journalctl", "-u", "lane-agent", "-n", "5000", "--no-pager", "-o", "short-iso"]
     )
     files["dmesg.txt"] = _command(["dmesg", "--time-format", "iso"])[-200_000:]
+    if recent_log is not None:
+        files["recent-log.txt"] = recent_log
     return files
 
 

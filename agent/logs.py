@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
@@ -46,6 +47,33 @@ class JournalFormatter(PrintableFormatter):
         return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
 
 
+# How many of the agent's own latest log lines a support bundle carries (about 200 KB at most).
+RECENT_LINES = 2000
+
+
+class RecentLog(logging.Handler):
+    """The agent's latest log lines, in memory, for the fleet's support bundle: under the unit's
+    sandbox (DynamicUser, ProtectKernelLogs) the agent cannot read the journal or dmesg, but it
+    always has what it logged itself."""
+
+    def __init__(self, lines: int = RECENT_LINES) -> None:
+        super().__init__()
+        self.lines: collections.deque[str] = collections.deque(maxlen=lines)
+        self.setFormatter(PrintableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a log line must never cost the caller
+            self.handleError(record)
+
+    def text(self) -> str:
+        return "".join(f"{line}\n" for line in self.lines)
+
+
+RECENT = RecentLog()
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
@@ -55,7 +83,7 @@ def setup_logging(level: str = "info") -> None:
             PrintableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, RECENT]
     root.setLevel(level.upper())
     # paho logs connection chatter at INFO; the bus reports what matters itself.
     logging.getLogger("aiomqtt").setLevel(logging.WARNING)

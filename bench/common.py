@@ -81,7 +81,9 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-def summary_ms(latencies_ns: Sequence[int]) -> dict[str, float]:
+def summary_ms(latencies_ns: Sequence[int]) -> dict[str, Any]:
+    """Percentiles for the report, and every sample (ms, in the order measured) for its
+    pictures (bench/plots.py)."""
     ms = [v / 1e6 for v in latencies_ns]
     return {
         "n": len(ms),
@@ -89,6 +91,7 @@ def summary_ms(latencies_ns: Sequence[int]) -> dict[str, float]:
         "p99": percentile(ms, 99),
         "max": max(ms) if ms else math.nan,
         "mean": sum(ms) / len(ms) if ms else math.nan,
+        "samples_ms": [round(v, 3) for v in ms],
     }
 
 

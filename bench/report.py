@@ -132,8 +132,9 @@ CLOSE: dict[str, str] = {
     ),
     "nfc_p50": "a shorter poll pause when no tag is present (the 0.1 s is for CPU at idle)",
     "throughput": (
-        "batch the device record updates, cache validation answers for a code scanned again "
-        "within a second, and move the sandbox's SQLite query off the event loop's thread"
+        "fewer MQTT messages per scan (each costs about a third of the MQTT stage below: the "
+        "retained device record's counters could go out once per burst instead of per scan), "
+        "and cache validation answers for a code scanned again within a second"
     ),
     "rss_idle": (
         "import provider adapters and device drivers only when the config names them, and "
@@ -486,6 +487,7 @@ def details(host: dict[str, Any], vm: dict[str, Any]) -> str:
         "### 4. Throughput, one CPU (host)\n\n"
         + error_of(tp)
         + table(["path", "scans/s", "CPU ms per scan", "scans"], rows)
+        + profile_details(host.get("profile", {}))
     )
     idle = vm.get("idle", {})
     rows = []
@@ -577,7 +579,7 @@ Ratio is lane-agent / peer; "even" means within {NOISE:.0%} either way.
 
 {summary(compared)}
 
-{startup_summary(host, meta)}## Where lane-agent is behind, and why
+{startup_summary(host, meta)}{pictures(vm, output.parent)}## Where lane-agent is behind, and why
 
 {why}
 
@@ -601,6 +603,42 @@ Ratio is lane-agent / peer; "even" means within {NOISE:.0%} either way.
 {close or "Nothing to close on this run's numbers."}
 """
     output.write_text(text)
+
+
+def profile_details(profile: dict[str, Any]) -> str:
+    """The py-spy profile of the pipeline (`host --only profile`): µs of CPU per scan by stage."""
+    if not profile:
+        return ""
+    if "error" in profile:
+        return "\n\nProfile: " + error_of(profile)
+    pipe, stages = profile["pipeline"], profile["us_per_scan"]
+    rows = [[stage, num(us)] for stage, us in stages.items()]
+    rows.append(["**all** (the agent's CPU time / validated scans)", num(sum(stages.values()))])
+    return (
+        "\n\n#### Where a validated scan's CPU goes (py-spy)\n\n"
+        f"The same pipeline again ({num(pipe['scans'])} scans, {num(pipe['per_s'])} scans/s) with "
+        f"py-spy sampling every thread of the agent at {profile['rate_hz']} Hz "
+        f"({num(profile['samples'])} samples; `bench/profile.py`), lane-agent commit "
+        f"{profile.get('commit', '?')}, {profile.get('date', '?')}. Each sample counts for the "
+        "stage of its innermost frame that names one; a stage's share of the samples times the "
+        "agent's CPU time per scan is its cost. Sampling slows the agent a little; the shares "
+        "are what to read.\n\n" + table(["stage", "µs of CPU per scan"], rows)
+    )
+
+
+def pictures(vm: dict[str, Any], folder: Path) -> str:
+    """Draw what the VM results allow (bench/plots.py) and link it; the tables say the same."""
+    from bench.plots import FOLDER, draw
+
+    drawn = draw(vm, folder / FOLDER)
+    if not drawn:
+        return ""
+    links = "\n".join(f"- [{p.title}]({p.path.relative_to(folder).as_posix()})" for p in drawn)
+    return (
+        "## Pictures\n\nThe latency distributions (share of scans at or below each latency, "
+        "one line per daemon) and every trial of the loss-free ladder (achieved rate against "
+        f"the share of scans lost), drawn from the same results as the tables below:\n\n{links}\n\n"
+    )
 
 
 # ------------------------------------------------------------- host start-up and idle memory

@@ -3,6 +3,8 @@
     python -m bench all [--quick]     host part, then the VM part (one boot), then the report
     python -m bench host --out F      workloads 4 and 5's soak and start-up, here
     python -m bench host --only startup   one host workload (or more), kept beside the others
+                                      (throughput, profile: its pipeline under py-spy, CPU per
+                                      scan by stage; soak; startup)
     python -m bench vm --out F        inside the VM (scripts/vm-test --bench runs this)
     python -m bench report            BENCHMARKS.md again from the last results
 
@@ -56,7 +58,7 @@ QUICK = Counts(
     starts=2,
 )
 
-HOST_WORKLOADS = ("throughput", "soak", "startup")
+HOST_WORKLOADS = ("throughput", "profile", "soak", "startup")
 
 
 def loadavg() -> list[float]:
@@ -92,11 +94,12 @@ def write(path: Path, results: dict[str, Any]) -> None:
 def host_part(out: Path, counts: Counts, only: list[str] | None = None) -> None:
     """The host workloads; with `only`, just those, written into `out` beside the results of
     the others from an earlier run (the report reads one host.json)."""
-    from bench import cost, startup, throughput
+    from bench import cost, profile, startup, throughput
 
     work = RESULTS / "host-work"
     runs: dict[str, Callable[[], Any]] = {
         "throughput": lambda: throughput.run_workload(work, counts.pipeline, counts.normaliser),
+        "profile": lambda: profile.run_workload(work / "profile", counts.pipeline),
         "soak": lambda: cost.soak(work, counts.soak),
         "startup": lambda: startup.run_workload(work / "startup", counts.starts),
     }

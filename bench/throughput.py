@@ -15,10 +15,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,12 @@ class Feeder:
         os.close(self.fd)
 
 
-def pipeline(workdir: Path, count: int) -> dict[str, Any]:
+def pipeline(
+    workdir: Path,
+    count: int,
+    profile: Callable[[int], AbstractContextManager[None]] | None = None,
+) -> dict[str, Any]:
+    """`profile`: wraps the measured part, given the agent's pid (bench/profile.py)."""
     broker = Broker(workdir / "broker")
     broker.start()
     subscriber = Subscriber(broker.port, [f"{LANE_BASE}/#"])
@@ -97,33 +105,34 @@ def pipeline(workdir: Path, count: int) -> dict[str, Any]:
             seen += len(new)
             done += sum(1 for m in new if validated(m))
             time.sleep(0.01)
-        cpu_before = cpu_seconds(agent.pid)
-        start_ns = now_ns()
-        sent = done = 0
-        last_ns = start_ns
-        scans = 0
-        deadline = time.monotonic() + max(120.0, count / 20)
-        progress = time.monotonic()
-        while done < count and time.monotonic() < deadline:
-            if time.monotonic() - progress > STALLED:
-                break  # nothing for a while: report what got through rather than hang
-            room = min(WINDOW - (sent - done), count - sent)
-            if room > 0:
-                feeder.write([DEMO_GIFT.encode()] * room)
-                sent += room
-            new = subscriber.since(seen)
-            seen += len(new)
-            for m in new:
-                if validated(m):
-                    done += 1
-                    last_ns = m.at_ns
-                    progress = time.monotonic()
-                elif m.topic == f"{LANE_BASE}/scan":
-                    scans += 1
-            if not new:
-                time.sleep(0.002)
-        seconds = (last_ns - start_ns) / 1e9
-        cpu = cpu_seconds(agent.pid) - cpu_before
+        with profile(agent.pid) if profile else contextlib.nullcontext():
+            cpu_before = cpu_seconds(agent.pid)
+            start_ns = now_ns()
+            sent = done = 0
+            last_ns = start_ns
+            scans = 0
+            deadline = time.monotonic() + max(120.0, count / 20)
+            progress = time.monotonic()
+            while done < count and time.monotonic() < deadline:
+                if time.monotonic() - progress > STALLED:
+                    break  # nothing for a while: report what got through rather than hang
+                room = min(WINDOW - (sent - done), count - sent)
+                if room > 0:
+                    feeder.write([DEMO_GIFT.encode()] * room)
+                    sent += room
+                new = subscriber.since(seen)
+                seen += len(new)
+                for m in new:
+                    if validated(m):
+                        done += 1
+                        last_ns = m.at_ns
+                        progress = time.monotonic()
+                    elif m.topic == f"{LANE_BASE}/scan":
+                        scans += 1
+                if not new:
+                    time.sleep(0.002)
+            seconds = (last_ns - start_ns) / 1e9
+            cpu = cpu_seconds(agent.pid) - cpu_before
         feeder.close()
         return {
             "scans": done,

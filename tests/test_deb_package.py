@@ -60,7 +60,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     # `make test` builds the package once for this module and the service tier (LANE_AGENT_DEB).
     prebuilt = os.environ.get("LANE_AGENT_DEB")
     if prebuilt:
-        deb = Path(prebuilt)
+        deb = Path(prebuilt).resolve()  # the package commands run from /
         assert deb.is_file(), f"LANE_AGENT_DEB={prebuilt} does not exist"
     else:
         result = subprocess.run(

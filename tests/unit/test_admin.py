@@ -23,6 +23,7 @@ from agent.bus import Incoming
 from agent.config import load_config
 from agent.contract import Response
 from agent.errors import ErrorCode
+from agent.logs import RECENT
 from agent.rollout import EXIT_RESTART, ConfigStore
 
 Json = Any
@@ -182,6 +183,13 @@ async def test_outbox_list_and_retry(lane: Lane) -> None:
 
 
 async def test_the_support_bundle_arrives_in_chunks_and_holds_no_secret(lane: Lane) -> None:
+    # What the agent logged itself rides along (setup_logging attaches RECENT as `run` does):
+    # under its sandbox it cannot read the journal.
+    logging.getLogger().addHandler(RECENT)
+    try:
+        logging.getLogger("agent.test").warning("a line the support desk needs \x1b[2J")
+    finally:
+        logging.getLogger().removeHandler(RECENT)
     answer = await lane.ask("admin.diag.bundle", chunk_size=1024)
     assert answer.data is not None, answer
     chunks = lane.published(f"admin/bundle/{answer.request_id}")
@@ -194,6 +202,10 @@ async def test_the_support_bundle_arrives_in_chunks_and_holds_no_secret(lane: La
         config = tar.extractfile("lane-agent-bundle/config.toml")
         assert config is not None
         text = config.read().decode()
+        recent = tar.extractfile("lane-agent-bundle/recent-log.txt")
+        assert recent is not None
+        recent_text = recent.read().decode()
+    assert "a line the support desk needs \\x1b[2J" in recent_text  # escaped, as logged
     assert "lane-agent-bundle/health.txt" in names
     assert "pasted-by-mistake" not in text and 'lane = "l1"' in text
     # The bundle is published before its answer.

@@ -38,7 +38,14 @@ class Recorder:
         self.refuse = refuse
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int, retain: bool, properties: object
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: object,
+        **_: object,  # timeout=: the publish loop bounds the wait, not this
     ) -> None:
         if payload == self.refuse:
             raise ValueError("Payload too large.")
