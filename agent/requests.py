@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -211,14 +212,21 @@ def decode_json(payload: bytes) -> tuple[Any, str | None]:
     return value, None
 
 
+# An unknown field's name is the client's own text: echoed when it reads like a field name (a
+# typo such as `amonut`), withheld when it could be data, e.g. a voucher code sent as a key.
+_FIELD_NAME = re.compile(r"[A-Za-z_]{1,64}")
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        loc = [str(p) for p in err["loc"]]
         text = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             text = "unknown field"
-        parts.append(f"{where}: {text}")
+            if loc and not _FIELD_NAME.fullmatch(loc[-1]):
+                loc[-1] = "(a name that is not a field name, not shown)"
+        parts.append(f"{'.'.join(loc) or 'payload'}: {text}")
     return "; ".join(parts)
 
 

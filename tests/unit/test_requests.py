@@ -276,6 +276,12 @@ async def test_a_lost_digest_key_makes_kept_digests_unknown_not_conflicts(tmp_pa
             ErrorCode.INVALID_REQUEST,
             "x: unknown field",
         ),
+        (  # a voucher code sent as a key is not echoed back
+            "gift.redeem",
+            b'{"request_id": "a", "token_id": "t", "amount": 1, "100000000001": 1}',
+            ErrorCode.INVALID_REQUEST,
+            "(a name that is not a field name, not shown): unknown field",
+        ),
         ("scan.inject", b"{" + b" " * 3000 + b"}", ErrorCode.INVALID_REQUEST, "limit is 2048"),
     ],
 )
