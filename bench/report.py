@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import fleet_ls
 from bench.common import REPO
 from bench.loss_free import IDLE, LADDER
 
@@ -225,6 +226,7 @@ def lines(host: dict[str, Any], vm: dict[str, Any]) -> list[Line]:
              get(tp, "lane-agent normaliser", "per_s"), None, "scans/s", False),
         Line("soak", "5. RSS growth over the soak (host)", "barcode-server reads only evdev",
              soak_growth(soak), None, "MiB", True),
+        fleet_ls.summary_line(host),
     ]  # fmt: skip
     return out
 
@@ -401,7 +403,7 @@ with other work (see the load averages above): expect noise of ±10 %, which the
   READY=1 datagram on the sd_notify socket the bench gives each one; idle RSS: VmRSS after
   {SETTLE:g} s. Then the fifo lane's memory by mapping (/proc/PID/smaps) and step by step, in one
   process, through what `lane-agent run` does (bench/rss_steps.py).
-"""
+{fleet_ls.METHOD}"""
 
 
 def details(host: dict[str, Any], vm: dict[str, Any]) -> str:
@@ -530,7 +532,8 @@ def details(host: dict[str, Any], vm: dict[str, Any]) -> str:
     host_startup = startup_details(host)
     if host_startup:
         parts[-1] += "\n\n" + host_startup
-    return "\n\n".join(parts)
+    parts.append(fleet_ls.details(host))
+    return "\n\n".join(part for part in parts if part)
 
 
 def error_of(section: dict[str, Any]) -> str:

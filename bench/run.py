@@ -1,10 +1,10 @@
 """`python -m bench`: run the workloads and write BENCHMARKS.md.
 
     python -m bench all [--quick]     host part, then the VM part (one boot), then the report
-    python -m bench host --out F      workloads 4 and 5's soak and start-up, here
+    python -m bench host --out F      workloads 4, 5's soak and start-up, and 6 (fleet ls), here
     python -m bench host --only startup   one host workload (or more), kept beside the others
                                       (throughput, profile: its pipeline under py-spy, CPU per
-                                      scan by stage; soak; startup)
+                                      scan by stage; soak; startup; fleet_ls)
     python -m bench vm --out F        inside the VM (scripts/vm-test --bench runs this)
     python -m bench report            BENCHMARKS.md again from the last results
 
@@ -44,6 +44,7 @@ class Counts:
     normaliser: int = 100_000
     soak: int = 100_000
     starts: int = 5
+    fleet_ls: int = 5
 
 
 QUICK = Counts(
@@ -56,9 +57,10 @@ QUICK = Counts(
     normaliser=20_000,
     soak=10_000,
     starts=2,
+    fleet_ls=2,
 )
 
-HOST_WORKLOADS = ("throughput", "profile", "soak", "startup")
+HOST_WORKLOADS = ("throughput", "profile", "soak", "startup", "fleet_ls")
 
 
 def loadavg() -> list[float]:
@@ -94,7 +96,7 @@ def write(path: Path, results: dict[str, Any]) -> None:
 def host_part(out: Path, counts: Counts, only: list[str] | None = None) -> None:
     """The host workloads; with `only`, just those, written into `out` beside the results of
     the others from an earlier run (the report reads one host.json)."""
-    from bench import cost, profile, startup, throughput
+    from bench import cost, fleet_ls, profile, startup, throughput
 
     work = RESULTS / "host-work"
     runs: dict[str, Callable[[], Any]] = {
@@ -102,6 +104,7 @@ def host_part(out: Path, counts: Counts, only: list[str] | None = None) -> None:
         "profile": lambda: profile.run_workload(work / "profile", counts.pipeline),
         "soak": lambda: cost.soak(work, counts.soak),
         "startup": lambda: startup.run_workload(work / "startup", counts.starts),
+        "fleet_ls": lambda: fleet_ls.run_workload(work / "fleet_ls", counts.fleet_ls),
     }
     results: dict[str, Any] = {"counts": asdict(counts)}
     if only and out.exists():

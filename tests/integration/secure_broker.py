@@ -54,10 +54,10 @@ OBSERVER = "observer"
 OBSERVER_ACL = f"\nuser {OBSERVER}\ntopic read lane-agent/#\n"
 
 
-def lane_passwords() -> dict[str, str]:
+def lane_passwords(*lanes: str) -> dict[str, str]:
     """Fresh passwords for the users of the documented ACL (store s1, lanes l1 and l2), for
-    lane l10, whose id begins with another lane's, and for the test's observer."""
-    users = ("l1", "l2", "l10", "pos-l1", "pos-l2", OBSERVER)
+    lane l10, whose id begins with another lane's, for the test's observer, and for `lanes`."""
+    users = ("l1", "l2", "l10", "pos-l1", "pos-l2", OBSERVER, *lanes)
     return {user: f"mqtt-pw-{user}-{secrets.token_hex(12)}" for user in users}
 
 
@@ -150,11 +150,13 @@ def start_mosquitto(workdir: Path, conf: str, *ports: int) -> subprocess.Popen[b
 @dataclass
 class SecureBroker:
     """mosquitto with docs/security/lane-agent.conf and lane-agent.acl, TLS from `pki`; `conf` is
-    added to the config (a bridge, say), `acl` to the ACL after the test observer's block."""
+    added to the config (a bridge, say), `acl` to the ACL after the test observer's block. The
+    ACL is store s1's; for another `store` its id replaces s1's, as the file says to."""
 
     workdir: Path
     pki: Pki
     passwords: dict[str, str]
+    store: str = STORE
     client_certificates: bool = False
     conf: str = ""
     acl: str = ""
@@ -169,7 +171,10 @@ class SecureBroker:
         shutil.copy(self.pki.ca, root / "ca_certificates" / "lane-ca.crt")
         for suffix in ("crt", "key"):
             shutil.copy(self.pki.dir / f"lane-broker.{suffix}", root / "certs")
-        (root / "lane-agent.acl").write_text(ACL.read_text() + OBSERVER_ACL + self.acl)
+        acl = substitute(
+            ACL.read_text(), ACL.name, rf"lane-agent/{STORE}/", f"lane-agent/{self.store}/", None
+        )
+        (root / "lane-agent.acl").write_text(acl + OBSERVER_ACL + self.acl)
         passwd = root / "lane-agent.passwd"
         passwd.unlink(missing_ok=True)
         mosquitto_passwd = need("mosquitto_passwd", "mosquitto")

@@ -56,7 +56,6 @@ STORE = "s1"  # the store of docs/security/ and of the documented bridge
 SERVICE = "fleet-ops"  # the fleet services' user in central.acl
 OBSERVER = "store-observer"  # test only: may read everything on the store broker
 L1 = base("l1")
-BRIDGE_STATE = f"$SYS/broker/connection/{STORE}/state"
 
 Agents = Callable[[Path], AgentProcess]
 
@@ -125,17 +124,19 @@ class CentralBroker:
         )
 
 
-def store_bridge(central: CentralBroker, root: Path, uplink_port: int) -> str:
-    """docs/fleet/store-bridge.conf for store s1: to the central broker through `uplink_port` on
-    loopback, with the store's certificate from the fleet CA."""
+def store_bridge(central: CentralBroker, root: Path, uplink_port: int, store: str = STORE) -> str:
+    """docs/fleet/store-bridge.conf for `store` (its id in place of s1, everywhere, as the file
+    says): to the central broker through `uplink_port` on loopback, with the store's certificate
+    from the fleet CA."""
     (root / "certs").mkdir(parents=True)
     (root / "ca_certificates").mkdir()
     shutil.copy(central.pki.ca, root / "ca_certificates" / "fleet-ca.crt")
-    cert, key = central.pki.client(STORE)
-    shutil.copy(cert, root / "certs" / f"fleet-{STORE}.crt")
-    shutil.copy(key, root / "certs" / f"fleet-{STORE}.key")
+    cert, key = central.pki.client(store)
+    shutil.copy(cert, root / "certs" / f"fleet-{store}.crt")
+    shutil.copy(key, root / "certs" / f"fleet-{store}.key")
     name = STORE_BRIDGE.name
     conf = substitute(STORE_BRIDGE.read_text(), name, re.escape(ETC), f"{root}/", count=None)
+    conf = substitute(conf, name, rf"\b{STORE}\b", store, count=None)
     conf = substitute(
         conf, name, r"^address fleet\.example\.net:8883$", f"address 127.0.0.1:{uplink_port}"
     )
@@ -210,19 +211,34 @@ def central(tmp_path: Path) -> Iterator[CentralBroker]:
     broker.stop()
 
 
+def bridged_store(
+    directory: Path,
+    pki: Pki,
+    central: CentralBroker,
+    uplink_port: int,
+    store: str = STORE,
+    lanes: tuple[str, ...] = (),
+) -> SecureBroker:
+    """The broker of `store` (docs/security/, with users for `lanes` too and the test's
+    observer), bridged as docs/fleet/ says to `central` through `uplink_port`; started."""
+    passwords = lane_passwords(*lanes) | {OBSERVER: f"mqtt-pw-{uuid.uuid4().hex}"}
+    broker = SecureBroker(
+        directory / "store",
+        pki,
+        passwords,
+        store=store,
+        conf="\n" + store_bridge(central, directory / "store-bridge", uplink_port, store),
+        acl=f"\n# Test only: sees what reaches the store broker.\nuser {OBSERVER}\ntopic read #\n",
+    )
+    broker.start()
+    return broker
+
+
 @pytest.fixture
 async def fleet(tmp_path: Path, pki: Pki, central: CentralBroker) -> AsyncIterator[Fleet]:
     uplink = Uplink(central.store_port)
     await uplink.up()
-    passwords = lane_passwords() | {OBSERVER: f"mqtt-pw-{uuid.uuid4().hex}"}
-    broker = SecureBroker(
-        tmp_path / "store",
-        pki,
-        passwords,
-        conf="\n" + store_bridge(central, tmp_path / "store-bridge", uplink.port),
-        acl=f"\n# Test only: sees what reaches the store broker.\nuser {OBSERVER}\ntopic read #\n",
-    )
-    broker.start()
+    broker = bridged_store(tmp_path, pki, central, uplink.port)
     fleet = Fleet(central, uplink, broker, Clients(broker), Clients(central))
     try:
         yield fleet
@@ -233,20 +249,21 @@ async def fleet(tmp_path: Path, pki: Pki, central: CentralBroker) -> AsyncIterat
         await uplink.down()
 
 
-async def operations(fleet: Fleet) -> Probe:
+async def operations(services: Clients) -> Probe:
     """The fleet service on the central broker, watching every lane and bridge."""
-    return await fleet.services.connect(
+    return await services.connect(
         SERVICE, "lane-agent/#", "$SYS/broker/connection/+/state", base_topic=L1
     )
 
 
-async def bridge_state(probe: Probe, state: bytes, start: int = 0) -> None:
-    await probe.wait_raw(lambda t, p: t == BRIDGE_STATE and p == state, start=start)
+async def bridge_state(probe: Probe, state: bytes, start: int = 0, store: str = STORE) -> None:
+    topic = f"$SYS/broker/connection/{store}/state"
+    await probe.wait_raw(lambda t, p: t == topic and p == state, start=start)
 
 
 async def lane_online(fleet: Fleet, tmp_path: Path, agents: Agents) -> tuple[AgentProcess, Probe]:
     """The agent of lane l1 on the store broker, once the central side sees it online."""
-    ops = await operations(fleet)
+    ops = await operations(fleet.services)
     await bridge_state(ops, b"1")
     agent = agents(
         lane_config(

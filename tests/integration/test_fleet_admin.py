@@ -1,6 +1,6 @@
 """Running lanes from the central broker: `lane-agent fleet` (the real command, as a process)
-against the documented central broker, a store broker bridged to it (docs/fleet/) and real lane
-agents, each kept running as systemd's unit would (Restart=on-failure,
+against the documented central broker, two store brokers bridged to it (docs/fleet/) and five real
+lane agents in each store, each kept running as systemd's unit would (Restart=on-failure,
 RestartPreventExitStatus=2). And the store ACL: a lane's own screens cannot call `admin.*`.
 """
 
@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from tests.conftest import REPO, WAIT, AgentProcess, Probe
 from tests.integration.secure_broker import (
     OBSERVER,
     Clients,
+    Pki,
     SecureBroker,
     base,
     lane_config,
@@ -36,14 +37,14 @@ from tests.integration.secure_broker import (
 from tests.integration.test_fleet import (  # noqa: F401  (fixtures)
     SERVICE,
     CentralBroker,
-    Fleet,
     bridge_state,
+    bridged_store,
     central,
-    fleet,
     operations,
 )
 
-LANES = ("l1", "l2")
+STORES = ("s1", "s2")
+LANES = ("l1", "l2", "l3", "l4", "l5")
 
 
 @dataclass
@@ -166,95 +167,141 @@ def fleet_config(broker: SecureBroker, tls: str = "", log_level: str = "info") -
     )
 
 
-async def test_the_operators_day_ls_refused_rolled_back_canary_apply_and_bundle(
+@pytest.fixture
+def stores(
     tmp_path: Path,
-    fleet: Fleet,  # noqa: F811
+    pki: Pki,
+    central: CentralBroker,  # noqa: F811
+) -> Iterator[dict[str, SecureBroker]]:
+    """The brokers of STORES, each with users for LANES, bridged straight to `central`."""
+    brokers: dict[str, SecureBroker] = {}
+    try:
+        for store in STORES:
+            brokers[store] = bridged_store(
+                tmp_path / store, pki, central, central.store_port, store, LANES
+            )
+        yield brokers
+    finally:
+        for broker in brokers.values():
+            broker.stop()
+
+
+@pytest.fixture
+async def services(central: CentralBroker) -> AsyncIterator[Clients]:  # noqa: F811
+    made = Clients(central)
+    yield made
+    await made.close()
+
+
+def start_lane(
+    directory: Path, broker: SecureBroker, store: str, lane: str, units: Callable[..., Unit]
+) -> Unit:
+    """A lane as its systemd unit runs it: the store's config with its ids, the broker password
+    as a systemd credential, systemd's state directory."""
+    (directory / "credentials").mkdir(parents=True)
+    secret = password_file(directory / "credentials", broker, lane)
+    secret.rename(directory / "credentials" / "mqtt_password")
+    config = directory / "lane.toml"
+    config.write_text(
+        f'[lane]\nstore = "{store}"\nlane = "{lane}"\n'
+        + fleet_config(broker).replace("${lane}", lane)
+    )
+    return units(
+        config,
+        directory / "agent.log",
+        STATE_DIRECTORY=str(directory / "state"),
+        CREDENTIALS_DIRECTORY=str(directory / "credentials"),
+    )
+
+
+async def test_the_operators_day_over_two_store_bridges_with_ten_lanes(
+    tmp_path: Path,
+    central: CentralBroker,  # noqa: F811
+    stores: dict[str, SecureBroker],
+    services: Clients,
     units: Callable[..., Unit],
 ) -> None:
-    ops = await operations(fleet)
-    await bridge_state(ops, b"1")
-    lanes = {}
-    for lane in LANES:
-        directory = tmp_path / lane
-        (directory / "credentials").mkdir(parents=True)
-        secret = password_file(directory / "credentials", fleet.broker, lane)
-        secret.rename(directory / "credentials" / "mqtt_password")
-        config = directory / "lane.toml"
-        config.write_text(fleet_config(fleet.broker).replace("${lane}", lane))
-        config.write_text(f'[lane]\nstore = "s1"\nlane = "{lane}"\n' + config.read_text())
-        lanes[lane] = units(
-            config,
-            directory / "agent.log",
-            STATE_DIRECTORY=str(directory / "state"),
-            CREDENTIALS_DIRECTORY=str(directory / "credentials"),
-        )
-    for lane in LANES:
+    ops = await operations(services)
+    for store in STORES:
+        await bridge_state(ops, b"1", store=store)
+    lanes = {
+        (store, lane): start_lane(tmp_path / f"{store}-{lane}", broker, store, lane, units)
+        for store, broker in stores.items()
+        for lane in LANES
+    }
+    for store, lane in lanes:
 
-        def healthy(topic: str, info: dict[str, Any], lane: str = lane) -> bool:
-            return topic == f"{base(lane)}/info" and bool(info["health"]["ok"])
+        def healthy(topic: str, info: dict[str, Any], where: str = f"{store}/{lane}") -> bool:
+            return topic == f"lane-agent/{where}/info" and bool(info["health"]["ok"])
 
-        await ops.wait_for(healthy)
-    toml = central_config(tmp_path / "central.toml", fleet.central)
+        # Ten agents start at once, on a machine that may have two cores.
+        await ops.wait_for(healthy, within=WAIT * 2)
+    toml = central_config(tmp_path / "central.toml", central)
+    every = {f"{store}/{lane}" for store, lane in lanes}
 
-    # ls: every lane through the bridge, online, with its version and config.
+    # ls: every lane of both stores through its store's bridge, online, with version and config.
     code, out = await fleet_cli(toml, "ls", "--json")
     assert code == 0, out
     seen = ls(out)
-    assert set(seen) == {"s1/l1", "s1/l2"}
-    for lane in LANES:
-        row = seen[f"s1/{lane}"]
-        assert row["state"] == "online" and row["version"] and row["bridge"] == "up"
-        assert row["health"] == "ok" and row["outbox_pending"] == 0
-    original = {lane: seen[f"s1/{lane}"]["config_hash"] for lane in LANES}
+    assert set(seen) == every
+    for row in seen.values():
+        assert row["state"] == "online" and row["version"] and row["bridge"] == "up", row
+        assert row["health"] == "ok" and row["outbox_pending"] == 0, row
+    original = {where: seen[where]["config_hash"] for where in every}
 
     # A config check-config refuses changes nothing anywhere, and the rollout stops at once.
     bad = tmp_path / "bad.toml"
     bad.write_text("[mqtt]\nport = 0\n[providers.sandbox]\n")
-    code, out = await fleet_cli(toml, "apply", str(bad), "--store", "s1")
+    code, out = await fleet_cli(toml, "apply", str(bad), "--store", "s2")
     assert code == 1, out
-    assert out.splitlines()[0].startswith("s1/l1  REFUSED  config refused, nothing changed"), out
-    assert "mqtt.port: must be 1..65535" in out and "1 not tried" in out
+    assert out.splitlines()[0].startswith("s2/l1  REFUSED  config refused, nothing changed"), out
+    assert "mqtt.port: must be 1..65535" in out and "4 not tried" in out
 
     # A config that passes check-config but cannot start (a TLS client certificate that is no
     # certificate) is rolled back by the lane itself; the canary stops the rollout.
     garbage = tmp_path / "not-a-cert.pem"
     garbage.write_text("not a certificate\n")
     unstartable = tmp_path / "unstartable.toml"
-    unstartable.write_text(fleet_config(fleet.broker, tls=f'cert_file = "{garbage}"\n'))
+    unstartable.write_text(fleet_config(stores["s1"], tls=f'cert_file = "{garbage}"\n'))
     code, out = await fleet_cli(toml, "apply", str(unstartable), "--store", "s1", "--canary", "1")
     assert code == 1, out
     lines = out.splitlines()
     assert lines[0].startswith("s1/l1  ROLLED BACK  cannot start: mqtt.tls.cert_file"), out
-    assert lines[1] == "stopped: 0 applied, l1 failed, 1 not tried", out
-    assert EXIT_RESTART in lanes["l1"].exits  # it left to be started again with the old one
+    assert lines[1] == "stopped: 0 applied, l1 failed, 4 not tried", out
+    assert EXIT_RESTART in lanes["s1", "l1"].exits  # it left to be started again with the old one
     _, rolled = await ops.wait_for(
-        lambda t, d: t == f"{base('l1')}/event" and d["type"] == "config.rolled_back"
+        lambda t, d: t == "lane-agent/s1/l1/event" and d["type"] == "config.rolled_back"
     )
-    assert rolled["data"]["restored_hash"] == original["l1"]
-    code, out = await fleet_cli(toml, "ls", "--json")
-    seen = ls(out)
-    assert {lane: seen[f"s1/{lane}"]["config_hash"] for lane in LANES} == original
-    assert all(seen[f"s1/{lane}"]["state"] == "online" for lane in LANES)
+    assert rolled["data"]["restored_hash"] == original["s1/l1"]
 
-    # A good config: the canary first, then the rest, each back online and healthy.
+    # A good config to two lanes of the other store: the canary first, then the other, each
+    # back online and healthy.
     good = tmp_path / "good.toml"
-    good.write_text(fleet_config(fleet.broker, log_level="debug"))
-    code, out = await fleet_cli(toml, "apply", str(good), "--store", "s1", "--canary", "1")
+    good.write_text(fleet_config(stores["s2"], log_level="debug"))
+    code, out = await fleet_cli(
+        toml, "apply", str(good), "--store", "s2", "--lanes", "l1,l2", "--canary", "1"
+    )
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0].startswith("s1/l1  applied  config"), out
+    assert lines[0].startswith("s2/l1  applied  config"), out
     assert lines[1] == "canary lanes healthy; applying to the other 1", out
-    assert lines[2].startswith("s1/l2  applied  config") and lines[3] == "done: 2 lane(s)", out
-    code, out = await fleet_cli(toml, "ls", "--json")
-    seen = ls(out)
-    assert all(seen[f"s1/{lane}"]["config_hash"] != original[lane] for lane in LANES), seen
-    await ops.wait_for(lambda t, d: t == f"{base('l2')}/event" and d["type"] == "config.applied")
+    assert lines[2].startswith("s2/l2  applied  config") and lines[3] == "done: 2 lane(s)", out
+    await ops.wait_for(lambda t, d: t == "lane-agent/s2/l2/event" and d["type"] == "config.applied")
 
-    # A support bundle, in chunks through the bridge.
+    # A support bundle from a lane of the first store, in chunks through its bridge.
     code, out = await fleet_cli(toml, "bundle", "s1/l2", "-o", str(tmp_path))
     assert code == 0, out
     assert out.startswith(f"wrote {tmp_path}/s1-l2-lane-agent-bundle-"), out
-    assert 'lane = "l2"' in bundled_config(out)
+    assert 'store = "s1"\nlane = "l2"' in bundled_config(out)
+
+    # Afterwards: the two lanes applied to run the new config, every other lane (the rolled
+    # back one too) the one it started with, and all are online.
+    code, out = await fleet_cli(toml, "ls", "--json")
+    seen = ls(out)
+    assert set(seen) == every and all(row["state"] == "online" for row in seen.values()), out
+    applied = {"s2/l1", "s2/l2"}
+    assert all(seen[where]["config_hash"] != original[where] for where in applied), out
+    assert all(seen[where]["config_hash"] == original[where] for where in every - applied), out
 
     # Every admin op was audited as an event that reached the central side.
     audits = [
