@@ -58,8 +58,13 @@ test: system-deps $(STAMP) $(WEB_STAMP)
 	LANE_AGENT_DEB=$$(realpath $(TEST_DEB)/this/*.deb) $(BIN)/pytest; rc=$$?; \
 	wait $$next || { tail -n 30 $(TEST_DEB)/next.log; echo "build of the upgrade's package failed"; exit 1; }; \
 	exit $$rc
-	scripts/vm-test
-	scripts/vm-service --deb $(TEST_DEB)/this/*.deb --next-deb $(TEST_DEB)/next/*.deb
+	@# The service tier's disk image (downloads and dpkg) is made while the hardware VM runs.
+	scripts/vm-service --deb $(TEST_DEB)/this/*.deb --next-deb $(TEST_DEB)/next/*.deb \
+		--image-only $(TEST_DEB)/service.ext4 >$(TEST_DEB)/image.log 2>&1 & image=$$!; \
+	scripts/vm-test; rc=$$?; \
+	wait $$image || { tail -n 30 $(TEST_DEB)/image.log; echo "the service tier's image failed"; exit 1; }; \
+	exit $$rc
+	scripts/vm-service --image $(TEST_DEB)/service.ext4
 
 # The Debian package, build/deb/lane-agent_<version>_<arch>.deb, checked by lintian: see debian/
 # and scripts/build-deb. About a minute; the Python dependencies come pinned and hashed from
